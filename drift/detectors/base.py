@@ -1,0 +1,147 @@
+"""The Detector contract: fit on reference rows, score new rows, higher = more OOD.
+
+Persistence never pickles: a saved detector is a folder holding ``detector.json``
+(type, format version, constructor params, small fitted scalars), ``arrays.npz``
+(fitted arrays, loaded with ``allow_pickle=False``) and, for index-backed
+detectors, extra files such as a FAISS index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from drift.batch import FeatureBatch
+
+FORMAT_VERSION = 1
+
+
+class NotFittedError(RuntimeError):
+    """The detector was used before ``fit``."""
+
+
+class DetectorFileError(ValueError):
+    """A saved detector is missing, of another type, or of an unknown format version."""
+
+
+class Detector(ABC):
+    """Base class of every OOD detector.
+
+    Subclasses store their constructor arguments unchanged as attributes of the
+    same name (scikit-learn style: no work in ``__init__``), keep fitted state in
+    attributes ending with ``_``, and implement ``fit``, ``score``,
+    ``_fitted_state`` and ``_restore_state``.
+    """
+
+    name: ClassVar[str]
+    #: what ``score`` reads from a batch: "features", "logits" or both
+    needs: ClassVar[tuple[str, ...]] = ("features",)
+
+    @abstractmethod
+    def fit(self, reference: FeatureBatch) -> Self:
+        """Learn what in-distribution looks like from ``reference``; returns self."""
+
+    @abstractmethod
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        """float64 (n,) OOD scores, higher = more OOD."""
+
+    # -- parameters -------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        import inspect
+
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self" and p.kind is not p.VAR_KEYWORD
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return any(k.endswith("_") and not k.startswith("_") for k in vars(self))
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name}: call fit() before score()")
+
+    def _require(self, batch: FeatureBatch, what: str) -> np.ndarray:
+        value = getattr(batch, what)
+        if value is None:
+            raise ValueError(f"{self.name}: this detector needs {what}, the batch has none")
+        return value
+
+    # -- persistence ------------------------------------------------------------
+    @abstractmethod
+    def _fitted_state(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Fitted arrays and JSON-able scalars; may also write extra files into ``folder``."""
+
+    @abstractmethod
+    def _restore_state(
+        self, arrays: dict[str, np.ndarray], scalars: dict[str, Any], folder: Path
+    ) -> None:
+        """Inverse of ``_fitted_state``."""
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted detector to the folder ``path`` atomically (temp folder + rename)."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            arrays, scalars = self._fitted_state(tmp)
+            np.savez(tmp / "arrays.npz", **arrays)
+            meta = {
+                "type": self.name,
+                "format_version": FORMAT_VERSION,
+                "params": self.get_params(),
+                "state": scalars,
+            }
+            (tmp / "detector.json").write_text(json.dumps(meta, indent=2))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Detector:
+        """Load a detector saved by ``save``.
+
+        Called on the base class it returns whatever type was saved; called on a
+        subclass it refuses a file of another type.
+        """
+        from drift.detectors import detector_class
+
+        path = Path(path)
+        meta_file = path / "detector.json"
+        if not meta_file.is_file():
+            raise DetectorFileError(f"{path}: not a saved detector (no detector.json)")
+        meta = json.loads(meta_file.read_text())
+        saved_type = meta.get("type")
+        if cls is not Detector and saved_type != cls.name:
+            raise DetectorFileError(
+                f"{path}: holds a '{saved_type}' detector, not '{cls.name}'"
+            )
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DetectorFileError(
+                f"{path}: format version {meta.get('format_version')!r}; "
+                f"this driftwatch reads version {FORMAT_VERSION}"
+            )
+        detector = detector_class(saved_type)(**meta["params"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        detector._restore_state(arrays, meta["state"], path)
+        return detector
