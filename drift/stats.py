@@ -15,12 +15,16 @@ class TestResult:
     statistic: float
     p_value: float
     effect_size: float
+    #: what was tested: a detector, a column, "" for the whole batch
+    subject: str = ""
 
     def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
 
 
-def flag_count_test(n_flagged: int, n_rows: int, n_calibration: int, tpr: float) -> TestResult:
+def flag_count_test(
+    n_flagged: int, n_rows: int, n_calibration: int, tpr: float, subject: str = ""
+) -> TestResult:
     """One-sided test that more rows were flagged than a conformal threshold allows.
 
     The threshold was estimated from ``n_calibration`` rows, so the true ID flag
@@ -42,4 +46,5 @@ def flag_count_test(n_flagged: int, n_rows: int, n_calibration: int, tpr: float)
         statistic=float(n_flagged),
         p_value=min(1.0, max(p_value, 0.0)),
         effect_size=n_flagged / n_rows - expected,
+        subject=subject,
     )
