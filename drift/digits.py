@@ -142,7 +142,8 @@ class DigitsNet(nn.Module):
         self.classifier = nn.Linear(feature_dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.encoder(x.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE))
+        # literals, not module constants: TorchScript cannot read Python globals
+        features = self.encoder(x.reshape(-1, 1, 8, 8))
         return features, self.classifier(features)
 
 
