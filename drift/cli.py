@@ -1,0 +1,195 @@
+"""The `drift` command.
+
+Every command reads ``DRIFT_HOME``, ``DRIFT_DATABASE_URL`` and ``DRIFT_CONFIG``
+from the environment. Errors are one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from drift.config import ConfigError, MonitorConfig, Settings, load_monitors
+
+app = typer.Typer(
+    help="driftwatch: nightly data-drift and OOD monitoring for production PyTorch models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+MonitorOption = Annotated[
+    str | None, typer.Option("--monitor", "-m", help="Monitor name (default: every configured monitor).")
+]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _monitors(name: str | None) -> list[MonitorConfig]:
+    monitors = load_monitors()
+    if name is None:
+        return monitors
+    selected = [m for m in monitors if m.name == name]
+    if not selected:
+        _fail(f"no monitor named '{name}' (configured: {', '.join(m.name for m in monitors)})")
+    return selected
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a date in the form YYYY-MM-DD") from None
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the event store schema (Alembic migrations to head).
+
+    Example: `DRIFT_DATABASE_URL=postgresql+psycopg2://postgres@localhost/drift drift init`
+    """
+    from drift.store.db import upgrade
+
+    settings = Settings()
+    upgrade(settings.db_url)
+    console.print(f"event store ready at {_redact(settings.db_url)}")
+
+
+@app.command()
+def fit(monitor: MonitorOption = None) -> None:
+    """Fit detectors and calibration on the reference data; activates a new model version.
+
+    Example: `drift fit --monitor digits`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    for m in _monitors(monitor):
+        with console.status(f"fitting {m.name}"):
+            result = pipeline.fit_monitor(settings, m)
+        console.print(
+            f"{m.name}: version {result['version']} active - detectors {', '.join(result['detectors'])}, "
+            f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
+        )
+
+
+@app.command()
+def run(
+    batch_date: Annotated[str, typer.Option("--date", "-d", help="The night to process, YYYY-MM-DD.")],
+    monitor: MonitorOption = None,
+) -> None:
+    """Process one night: validate, embed, score, test, decide, alert.
+
+    Example: `drift run --date 2026-11-26 --monitor digits`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    night = _parse_date(batch_date)
+    failed = False
+    for m in _monitors(monitor):
+        try:
+            decision = pipeline.run_night(settings, m, night)
+        except pipeline.BatchFailedError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            failed = True  # other monitors still run
+            continue
+        rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
+        console.print(f"{m.name} {night}: {decision['verdict'].upper():8s} OOD rate {rates}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def events(
+    monitor: MonitorOption = None,
+    status: Annotated[str | None, typer.Option(help="warning | confirmed | adapting | resolved")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events last seen on or after YYYY-MM-DD.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """List drift events.
+
+    Example: `drift events --status confirmed --json`
+    """
+    from drift.events import list_events
+    from drift.store.db import session_scope
+
+    settings = Settings()
+    with session_scope(settings.db_url) as session:
+        rows = list_events(session, monitor=monitor, status=status, since=_parse_date(since) if since else None)
+        records = [_event_record(e) for e in rows]
+    if as_json:
+        for record in records:
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+        return
+    table = Table(title="drift events")
+    for column in ("id", "monitor", "status", "shift", "first seen", "confirmed", "last seen"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r["id"]), r["monitor"], r["status"], r["shift_type"] or "-", r["first_seen"],
+            r["confirmed_on"] or "-", r["last_seen"],
+        )
+    console.print(table)
+
+
+def _event_record(event) -> dict:  # noqa: ANN001
+    return {
+        "id": event.id,
+        "monitor": event.monitor_name,
+        "status": event.status,
+        "shift_type": event.shift_type,
+        "first_seen": event.first_seen.isoformat(),
+        "confirmed_on": event.confirmed_on.isoformat() if event.confirmed_on else None,
+        "last_seen": event.last_seen.isoformat(),
+        "evidence": event.evidence,
+    }
+
+
+@app.command()
+def demo(
+    nights: Annotated[int, typer.Option(help="Nights to simulate.")] = 24,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 0,
+) -> None:
+    """Simulate a production model on scikit-learn digits and run every night through the pipeline.
+
+    Example: `DRIFT_HOME=/tmp/demo drift demo`
+    """
+    from drift.demo import run_demo
+
+    run_demo(Settings(), nights=nights, seed=seed, console=console)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def entrypoint() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,208 @@
+"""Settings from the environment and the monitor config (YAML).
+
+``Settings`` says where driftwatch keeps things (``DRIFT_HOME``), which
+database holds the event store (``DRIFT_DATABASE_URL``) and which monitor
+config to read (``DRIFT_CONFIG``). A monitor config lists the models to watch;
+each block names the model file, the reference data, the landing folder of the
+nightly batches and the input columns. A wrong key or type fails with one line
+naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from drift.alerts import AlertSettings
+from drift.gate import GateSettings
+
+DEMO_CONFIG = "demo_monitor.yaml"
+
+
+class ConfigError(ValueError):
+    """The monitor config is missing or invalid; the message names the key."""
+
+
+class Settings(BaseSettings):
+    """Process settings, read from ``DRIFT_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFT_", extra="ignore")
+
+    home: Path = Path(".drift")
+    database_url: str | None = None
+    config: Path | None = None
+    num_threads: int | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home.resolve() / 'drift.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def config_path(self) -> Path:
+        """``DRIFT_CONFIG``, else the demo monitor shipped with driftwatch."""
+        if self.config is not None:
+            return self.config
+        return Path(str(resources.files("drift") / DEMO_CONFIG))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """How to get ``(features, logits)`` for a batch.
+
+    ``export``: a ``torch.export`` program (``.pt2``); ``torchscript``: a
+    TorchScript file; ``entrypoint``: ``"package.module:function"`` returning a
+    module; ``precomputed``: the batch already holds the embedding and logit
+    columns (``feature_columns``, ``logit_columns``).
+    """
+
+    format: Literal["export", "torchscript", "entrypoint", "precomputed"]
+    path: Path | None = None
+    entrypoint: str | None = None
+    feature_columns: list[str] | None = None
+    logit_columns: list[str] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=4096, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_what_format_uses(self) -> ModelSpec:
+        needed = {
+            "export": ["path"],
+            "torchscript": ["path"],
+            "entrypoint": ["entrypoint"],
+            "precomputed": ["feature_columns"],
+        }[self.format]
+        for key in needed:
+            if getattr(self, key) is None:
+                raise ValueError(f"format '{self.format}' needs '{key}'")
+        if self.entrypoint is not None and not re.fullmatch(r"[\w.]+:\w+", self.entrypoint):
+            raise ValueError(f"entrypoint must look like 'package.module:function', got {self.entrypoint!r}")
+        return self
+
+
+class SourceSpec(_Strict):
+    """Where the nightly batches land: ``<landing>/ds=YYYY-MM-DD/*.parquet``."""
+
+    landing: Path
+    input_columns: list[str] = Field(min_length=1)
+    id_column: str | None = None
+
+
+class ReferenceSpec(_Strict):
+    """The in-distribution reference: a parquet file with the input columns
+    (and a label column for class-conditional detectors)."""
+
+    path: Path
+    label_column: str | None = None
+    #: share of reference rows held out of every detector bank for calibration
+    calibration_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class DetectorSpec(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdaptationSettings(_Strict):
+    enabled: bool = True
+    #: minimum labelled rows before an adaptation may run
+    min_labels: int = Field(default=50, ge=1)
+
+
+class MonitorConfig(_Strict):
+    """One monitored model: one nightly DAG, one row in ``monitored_models``."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    model: ModelSpec
+    source: SourceSpec
+    reference: ReferenceSpec
+    detectors: list[DetectorSpec] = Field(
+        default_factory=lambda: [DetectorSpec(name="knn"), DetectorSpec(name="energy")], min_length=1
+    )
+    #: share of in-distribution rows each detector's threshold lets pass
+    tpr: float = Field(default=0.95, gt=0.5, lt=1.0)
+    #: cron expression of the nightly DAG
+    schedule: str = "0 2 * * *"
+    #: rows per mapped `score` task in Airflow
+    shard_rows: int = Field(default=20_000, gt=0)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    adaptation: AdaptationSettings = Field(default_factory=AdaptationSettings)
+
+    @field_validator("detectors")
+    @classmethod
+    def _unique_detectors(cls, value: list[DetectorSpec]) -> list[DetectorSpec]:
+        names = [d.name for d in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique, got {names}")
+        return value
+
+
+class MonitorsFile(_Strict):
+    #: folder that relative paths are resolved against (default: the config's folder);
+    #: ``${VAR}`` environment references are expanded
+    base_dir: str | None = None
+    monitors: list[MonitorConfig] = Field(min_length=1)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    message = "unknown key" if kind == "extra_forbidden" else first["msg"]
+    return f"{where}: {message}"
+
+
+def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
+    def resolve(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        path = Path(os.path.expandvars(str(path)))
+        return path if path.is_absolute() else base / path
+
+    monitor.source.landing = resolve(monitor.source.landing)
+    monitor.reference.path = resolve(monitor.reference.path)
+    monitor.model.path = resolve(monitor.model.path)
+    return monitor
+
+
+def load_monitors(path: str | os.PathLike | None = None, settings: Settings | None = None) -> list[MonitorConfig]:
+    """Read and validate a monitor config; relative paths resolve against its ``base_dir``."""
+    settings = settings or Settings()
+    path = Path(path) if path is not None else settings.config_path
+    if not path.is_file():
+        raise ConfigError(f"{path}: monitor config not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    os.environ.setdefault("DRIFT_HOME", str(settings.home))
+    try:
+        parsed = MonitorsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    base = Path(os.path.expandvars(parsed.base_dir)) if parsed.base_dir else path.parent
+    return [_resolve_paths(m, base.resolve()) for m in parsed.monitors]
+
+
+def get_monitor(name: str, path: str | os.PathLike | None = None, settings: Settings | None = None) -> MonitorConfig:
+    monitors = load_monitors(path, settings)
+    for monitor in monitors:
+        if monitor.name == name:
+            return monitor
+    known = ", ".join(m.name for m in monitors)
+    raise ConfigError(f"no monitor named '{name}' (configured: {known})")

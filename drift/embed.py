@@ -1,0 +1,115 @@
+"""Model adapters: turn raw input rows into ``(features, logits)``.
+
+The monitored model's ``forward(x)`` returns ``(features, logits)``. Supported
+formats (see :class:`drift.config.ModelSpec`):
+
+- ``export``: a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``);
+- ``torchscript``: a TorchScript file (deprecated upstream, still widely deployed);
+- ``entrypoint``: ``"package.module:function"`` returning such a module;
+- ``precomputed``: the batch already holds embedding and logit columns.
+
+No format unpickles arbitrary objects: ``.pt2`` and TorchScript archives are
+read by their own loaders, and an entry point is code the operator installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from drift.batch import FeatureBatch, InvalidBatchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from drift.config import ModelSpec
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("model.device is 'cuda' but no CUDA device is available")
+    return device
+
+
+def load_module(spec: ModelSpec) -> Callable:
+    """The monitored model as a callable ``x -> (features, logits)`` on its device."""
+    import torch
+
+    device = resolve_device(spec.device)
+    if spec.format == "export":
+        if not spec.path.is_file():
+            raise FileNotFoundError(f"model file not found: {spec.path}")
+        module = torch.export.load(str(spec.path)).module()
+    elif spec.format == "torchscript":
+        if not spec.path.is_file():
+            raise FileNotFoundError(f"model file not found: {spec.path}")
+        module = torch.jit.load(str(spec.path), map_location=device)
+    elif spec.format == "entrypoint":
+        module_name, function_name = spec.entrypoint.split(":")
+        module = getattr(importlib.import_module(module_name), function_name)()
+    else:
+        raise ValueError("precomputed models have no module to load")
+    if hasattr(module, "eval") and spec.format != "export":
+        module.eval()  # exported programs are traced in eval mode already
+    return module.to(device) if spec.format != "export" else module
+
+
+@dataclass
+class Embedder:
+    """Embeds raw input rows with a monitored model, in chunks, under inference mode.
+
+    Parameters
+    ----------
+    spec
+        the monitor's model spec.
+    input_columns
+        the raw columns fed to the model, in this order.
+    """
+
+    spec: ModelSpec
+    input_columns: list[str]
+
+    def __post_init__(self) -> None:
+        self._module: Callable | None = None
+
+    def _model(self) -> Callable:
+        if self._module is None:
+            self._module = load_module(self.spec)
+        return self._module
+
+    def embed_frame(self, frame: pd.DataFrame) -> FeatureBatch:
+        """``FeatureBatch`` of the rows in ``frame`` (raw inputs or precomputed columns)."""
+        if self.spec.format == "precomputed":
+            features = frame[self.spec.feature_columns].to_numpy(np.float32)
+            logits = (
+                frame[self.spec.logit_columns].to_numpy(np.float32) if self.spec.logit_columns else None
+            )
+            return FeatureBatch(features, logits)
+        return self.embed_array(frame[self.input_columns].to_numpy(np.float32))
+
+    def embed_array(self, inputs: np.ndarray) -> FeatureBatch:
+        import torch
+
+        model = self._model()
+        device = resolve_device(self.spec.device)
+        features, logits = [], []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), self.spec.batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(inputs[start : start + self.spec.batch_size]))
+                output = model(chunk.to(device))
+                if not (isinstance(output, tuple | list) and len(output) == 2):
+                    raise InvalidBatchError(
+                        "model: forward(x) must return (features, logits), "
+                        f"got {type(output).__name__}"
+                    )
+                features.append(output[0].float().cpu().numpy())
+                logits.append(output[1].float().cpu().numpy())
+        return FeatureBatch(np.concatenate(features), np.concatenate(logits))
