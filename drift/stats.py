@@ -84,8 +84,8 @@ def flag_count_test(
     Examples
     --------
     >>> r = flag_count_test(n_flagged=30, n_rows=200, n_calibration=1999, tpr=0.95)
-    >>> round(r.p_value, 5), round(r.effect_size, 3)
-    (0.0001, 0.1)
+    >>> r.p_value < 1e-6, round(r.effect_size, 3)
+    (True, 0.1)
     >>> flag_count_test(10, 200, 1999, 0.95).p_value > 0.4
     True
     """
@@ -406,7 +406,11 @@ def column_drift_tests(
     >>> [(r.subject, r.name, r.p_value <= 0.1) for r in column_drift_tests(ref, cur, ["a", "b", "c"])]
     [('a', 'column_ks', False), ('b', 'column_ks', True), ('c', 'column_chisquare', False)]
     """
-    from evidently.legacy.calculations.stattests import chi_stat_test, ks_stat_test, wasserstein_stat_test
+    from evidently.legacy.calculations.stattests import (
+        chi_stat_test,
+        ks_stat_test,
+        wasserstein_stat_test,
+    )
     from evidently.legacy.core import ColumnType
 
     raw: list[tuple[str, str, float, float]] = []
@@ -481,9 +485,9 @@ class BinomialCusum:
     --------
     >>> cusum = BinomialCusum(p0=0.05, p1=0.10, threshold=5.0)
     >>> round(cusum.increment(n_flagged=10, n_rows=200), 2)
-    -3.89
+    -3.34
     >>> s = cusum.update(0.0, n_flagged=25, n_rows=200); round(s, 2)
-    7.32
+    7.87
     >>> cusum.alarm(s)
     True
     """
