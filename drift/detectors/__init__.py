@@ -42,7 +42,7 @@ def available_detectors() -> list[str]:
 
 def _load_builtins() -> None:
     # Imported lazily so that `import drift.detectors` stays cheap (no FAISS, no torch).
-    from drift.detectors import energy, knn  # noqa: F401
+    from drift.detectors import energy, hdc, knn, mahalanobis, msp  # noqa: F401
 
 
 __all__ = [
