@@ -1,0 +1,325 @@
+"""The sequential gate: turns a series of nightly test results into ok / warn / confirm.
+
+One pure function, :func:`decide`, takes the gate's settings, the state it left
+after the previous night and tonight's evidence, and returns a
+:class:`GateDecision` whose ``state`` is plain JSON. The pipeline stores that
+state on ``batches.gate_state``; a gate restarted on another worker continues
+from it and decides exactly as an uninterrupted one would.
+
+The rule (DESIGN.md §4, methods.md §8.4):
+
+* **act family** — every detector's flag-count and score-distribution tests
+  plus the batch-level embedding MMD and class-mix tests. Bonferroni across
+  the family: a test is *decisive* when p <= alpha / (family size) **and** its
+  effect size reaches ``min_effect[test]`` (so a 50,000-row night does not
+  flag a trivial shift). The night is *significant* when any test is decisive.
+  Per-column tests are evidence for attribution only (BH inside
+  :func:`drift.stats.column_drift_tests`).
+* **WARN** on a significant night.
+* **CONFIRM** when ``confirm_r`` of the last ``confirm_w`` nights were
+  significant, or when any detector's binomial CUSUM alarms.
+* After a confirm the CUSUM sums and the r-of-w history are reset.
+
+False-confirm budget. ``arl0_nights`` is the target for the whole gate: at most
+one false confirm per that many quiet nights. The r-of-w rule costs about
+C(w, r)·alpha^r per night (independent nights); the rest of the budget is
+split evenly across detectors' CUSUMs (Bonferroni), each simulated under the
+beta-binomial null by :func:`drift.stats.cusum_threshold` at the night's size.
+Caveat: when a night is much larger than the calibration set, the calibration
+error is the same every night; an unluckily low threshold (probability about
+alpha / family size per calibration) then makes every night significant. Fit
+calibration on many rows (m >= n/10 is comfortable) and recalibrate after acting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drift.stats import (
+    BinomialCusum,
+    TestResult,
+    cusum_threshold,
+    expected_flag_rate,
+    round_rows,
+)
+from drift.store.types import json_safe
+
+STATE_VERSION = 1
+Verdict = Literal["ok", "warn", "confirm"]
+
+
+class GateSettings(BaseModel):
+    """How sure the gate must be before it warns and before it confirms.
+
+    Examples
+    --------
+    >>> GateSettings().confirm_r, GateSettings().confirm_w
+    (2, 3)
+    >>> try:
+    ...     GateSettings(confirm_r=4)
+    ... except ValueError as exc:
+    ...     print("confirm_r (4) must be between 1 and confirm_w (3)" in str(exc))
+    True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: family-wise level of one night's act/don't-act decision (Bonferroni across tests)
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    #: confirm when this many of the last ``confirm_w`` nights were significant
+    confirm_r: int = Field(2, ge=1)
+    confirm_w: int = Field(3, ge=1)
+    #: at most one false confirm per this many quiet nights (whole gate)
+    arl0_nights: float = Field(365.0, gt=1.0)
+    #: out-of-control flag rate p1 of every detector's CUSUM; None: twice the expected ID rate
+    cusum_rate: float | None = Field(None, gt=0.0, lt=1.0)
+    #: minimum effect size per test name for a small p-value to count (see drift.stats)
+    min_effect: dict[str, float] = Field(
+        default_factory=lambda: {
+            "flag_count": 0.01,  # excess flag rate: one row in a hundred
+            "score_distribution": 0.05,  # one-sided KS D
+            "class_mix": 0.05,  # total variation: 5% of rows changed predicted class
+            "mmd": 0.0,
+            "mmd_linear": 0.0,
+        }
+    )
+    #: test names in the act family; others (e.g. per-column tests) are evidence only
+    act_tests: tuple[str, ...] = (
+        "flag_count",
+        "score_distribution",
+        "mmd",
+        "mmd_linear",
+        "class_mix",
+    )
+    #: FDR level at which a raw input column counts as moved (shift typing only)
+    column_q: float = Field(0.1, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> GateSettings:
+        if not 1 <= self.confirm_r <= self.confirm_w:
+            raise ValueError(
+                f"confirm_r ({self.confirm_r}) must be between 1 and confirm_w ({self.confirm_w})"
+            )
+        if self.persistence_false_rate() >= 1.0 / self.arl0_nights:
+            raise ValueError(
+                "alpha too large for arl0_nights: the r-of-w rule alone would exceed the "
+                "false-confirm budget"
+            )
+        return self
+
+    def persistence_false_rate(self) -> float:
+        """Per-night false-confirm rate of the r-of-w rule for independent nights."""
+        return math.comb(self.confirm_w, self.confirm_r) * self.alpha**self.confirm_r
+
+    def cusum_arl0(self, n_detectors: int) -> float:
+        """In-control run length each detector's CUSUM is set for (its share of the budget)."""
+        spare_rate = 1.0 / self.arl0_nights - self.persistence_false_rate()
+        return max(n_detectors, 1) / spare_rate
+
+
+@dataclass(frozen=True)
+class DetectorNight:
+    """One detector on one night: its flag count and its tests (flag count, score KS)."""
+
+    n_rows: int
+    n_flagged: int
+    n_calibration: int
+    tpr: float
+    tests: list[TestResult] = field(default_factory=list)
+
+    @property
+    def ood_rate(self) -> float:
+        return self.n_flagged / self.n_rows if self.n_rows else 0.0
+
+
+@dataclass(frozen=True)
+class NightEvidence:
+    """Everything the gate sees of one night.
+
+    ``tests`` are the batch-level tests (embedding MMD, per-column, class mix).
+    """
+
+    batch_date: date
+    detectors: dict[str, DetectorNight]
+    tests: list[TestResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict on one night, the state to carry forward and why."""
+
+    verdict: Verdict
+    significant: bool
+    state: dict[str, Any]
+    shift_type: str | None
+    evidence: dict[str, Any]
+    reasons: list[str]
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "last_date": None,
+        "cusum": {},
+        "history": [],  # significance of the most recent nights, oldest first
+        "nights": 0,
+        "nights_since_reset": 0,
+        "quiet_nights": 0,  # consecutive non-significant nights (events expire warnings on it)
+    }
+
+
+def _is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
+    return test.p_value <= level and test.effect_size >= settings.min_effect.get(test.name, 0.0)
+
+
+def _classify_shift(
+    surged: set[str], n_detectors: int, inputs_moved: bool, mix_moved: bool
+) -> str | None:
+    """Heuristic shift type from which families of evidence moved.
+
+    semantic: every OOD detector (two or more) surged — novel classes look
+    unfamiliar to the features (KNN) and to the classifier (energy) at once;
+    prior: only the predicted-class mix moved; mixed: the class mix moved and
+    some, not all, detectors surged; covariate: inputs or some detectors moved,
+    the class mix did not.
+    """
+    if n_detectors >= 2 and len(surged) == n_detectors:
+        return "semantic"
+    if mix_moved:
+        return "mixed" if surged else "prior"
+    if surged or inputs_moved:
+        return "covariate"
+    return None
+
+
+def decide(
+    settings: GateSettings, previous_state: dict[str, Any] | None, night: NightEvidence
+) -> GateDecision:
+    """Decide one night from the previous night's state; pure and deterministic.
+
+    Parameters
+    ----------
+    settings
+        the gate's settings.
+    previous_state
+        ``GateDecision.state`` of the previous decided night (as stored on
+        ``batches.gate_state``), or None (or {}) for the first night of a monitor or
+        after recalibration.
+    night
+        tonight's evidence.
+
+    Examples
+    --------
+    >>> from datetime import date
+    >>> from drift.stats import flag_count_test
+    >>> def night(day, flagged):
+    ...     tests = [flag_count_test(flagged, 1000, 1999, 0.95, subject="knn")]
+    ...     return NightEvidence(date(2024, 1, day), {"knn": DetectorNight(1000, flagged, 1999, 0.95, tests)})
+    >>> settings, state = GateSettings(), None
+    >>> for day, flagged in [(1, 48), (2, 55), (3, 130), (4, 140)]:
+    ...     decision = decide(settings, state, night(day, flagged))
+    ...     state = decision.state
+    ...     print(day, decision.verdict, decision.significant)
+    1 ok False
+    2 ok False
+    3 confirm True
+    4 confirm True
+    """
+    state = _load_state(previous_state) if previous_state else _fresh_state()
+    if state["last_date"] is not None and night.batch_date.isoformat() <= state["last_date"]:
+        raise ValueError(
+            f"gate: night {night.batch_date} is not after the state's last night "
+            f"{state['last_date']}; pass the state of the night before it"
+        )
+
+    detector_tests = [
+        (name, test) for name, det in night.detectors.items() for test in det.tests
+    ]
+    act_family = [
+        (name, test) for name, test in detector_tests if test.name in settings.act_tests
+    ] + [("", test) for test in night.tests if test.name in settings.act_tests]
+    level = settings.alpha / max(len(act_family), 1)
+    decisive = [(name, test) for name, test in act_family if _is_decisive(test, level, settings)]
+    significant = bool(decisive)
+
+    cusum_arl0 = settings.cusum_arl0(len(night.detectors))
+    cusum_state: dict[str, float] = {}
+    cusum_evidence: dict[str, dict[str, float]] = {}
+    cusum_alarms: list[str] = []
+    for name, det in sorted(night.detectors.items()):
+        p0 = expected_flag_rate(det.tpr, det.n_calibration)
+        p1 = settings.cusum_rate or min(2.0 * p0, 0.5 + 0.5 * p0)
+        threshold = cusum_threshold(cusum_arl0, round_rows(det.n_rows), p0, p1, det.n_calibration)
+        cusum = BinomialCusum(p0, p1, threshold)
+        cusum_state[name] = cusum.update(state["cusum"].get(name, 0.0), det.n_flagged, det.n_rows)
+        cusum_evidence[name] = {"sum": cusum_state[name], "threshold": threshold, "p0": p0, "p1": p1}
+        if cusum.alarm(cusum_state[name]):
+            cusum_alarms.append(name)
+
+    history = (state["history"] + [significant])[-settings.confirm_w :]
+    persistent = sum(history) >= settings.confirm_r
+    confirm = persistent or bool(cusum_alarms)
+    verdict: Verdict = "confirm" if confirm else "warn" if significant else "ok"
+
+    reasons = [
+        f"{test.name}{'[' + subject + ']' if subject else ''}: p={test.p_value:.3g} <= {level:.3g}, "
+        f"effect {test.effect_size:.3g}"
+        for subject, test in decisive
+    ]
+    reasons += [
+        f"CUSUM[{name}] {cusum_state[name]:.3g} > {cusum_evidence[name]['threshold']:.3g}"
+        for name in cusum_alarms
+    ]
+    if persistent:
+        reasons.append(f"{sum(history)} of the last {len(history)} nights significant")
+
+    surged = {name for name, _ in decisive if name} | set(cusum_alarms)
+    columns_moved = [
+        t.subject for t in night.tests if t.name.startswith("column_") and t.p_value <= settings.column_q
+    ]
+    inputs_moved = bool(columns_moved) or any(t.name.startswith("mmd") for _, t in decisive)
+    mix_moved = any(t.name == "class_mix" for _, t in decisive)
+    shift_type = (
+        _classify_shift(surged, len(night.detectors), inputs_moved, mix_moved)
+        if verdict != "ok"
+        else None
+    )
+
+    new_state = {
+        "version": STATE_VERSION,
+        "last_date": night.batch_date.isoformat(),
+        # reset after a confirm: the next confirm must rest on new evidence
+        "cusum": {name: 0.0 for name in cusum_state} if confirm else cusum_state,
+        "history": [] if confirm else history,
+        "nights": state["nights"] + 1,
+        "nights_since_reset": 0 if confirm else state["nights_since_reset"] + 1,
+        "quiet_nights": 0 if significant else state["quiet_nights"] + 1,
+    }
+    evidence = {
+        "batch_date": night.batch_date.isoformat(),
+        "bonferroni_level": level,
+        "family_size": len(act_family),
+        "decisive": [f"{t.name}:{subject}" if subject else t.name for subject, t in decisive],
+        "tests": [
+            {**test.as_dict(), "subject": test.subject or subject, "act": test.name in settings.act_tests}
+            for subject, test in detector_tests + [("", t) for t in night.tests]
+        ],
+        "cusum": cusum_evidence,
+        "significant_history": history,
+        "columns_moved": columns_moved,
+        "ood_rates": {name: det.ood_rate for name, det in night.detectors.items()},
+    }
+    return GateDecision(verdict, significant, new_state, shift_type, json_safe(evidence), reasons)
+
+
+def _load_state(stored: dict[str, Any]) -> dict[str, Any]:
+    if stored.get("version") != STATE_VERSION:
+        raise ValueError(f"gate: unknown state version {stored.get('version')!r}")
+    state = _fresh_state()
+    state.update(stored)
+    return state
