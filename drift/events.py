@@ -1,0 +1,225 @@
+"""Drift events in the database: the lifecycle warning → confirmed → adapting → resolved.
+
+Functions here take an open SQLAlchemy :class:`~sqlalchemy.orm.Session` (the
+caller owns the transaction) and ORM rows; they create no engines.
+
+Lifecycle
+---------
+* A **warn** night opens a ``warning`` event, or extends the monitor's open
+  event (warning, confirmed or adapting): ``last_seen`` moves and the night is
+  linked through ``drift_event_batches``.
+* A **confirm** night moves the open warning to ``confirmed`` (``confirmed_on``,
+  ``shift_type`` and the confirming evidence are set; ``first_seen`` keeps the
+  night the shift was first seen), opens a ``confirmed`` event directly when
+  none is open, or extends an open confirmed/adapting event.
+* **Expiry**: a ``warning`` that is not confirmed is resolved automatically
+  once the gate has seen ``expire_after`` consecutive non-significant nights
+  (``quiet_nights`` in the gate state; default 3 = the gate's ``confirm_w``,
+  i.e. the warning's night has left the r-of-w window without a confirm).
+  Confirmed events are never expired: they end through adaptation or a human.
+* Re-deciding a night is idempotent: a night already linked to an event
+  updates that event in place, links are not duplicated and per-night evidence
+  is keyed by date.
+
+Every decided night also writes ``batch.verdict`` and ``batch.gate_state``, so
+the next night (on any worker) continues the gate from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drift.gate import GateDecision
+from drift.store.models import Batch, DriftEvent, DriftEventBatch, MonitoredModel
+
+OPEN_STATUSES = ("warning", "confirmed", "adapting")
+#: allowed status changes; staying in the same status is always allowed (idempotent)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "warning": frozenset({"confirmed", "resolved"}),
+    "confirmed": frozenset({"adapting", "resolved"}),
+    # a rejected adaptation leaves the shift confirmed, to be retried
+    "adapting": frozenset({"resolved", "confirmed"}),
+    "resolved": frozenset(),
+}
+
+
+class InvalidTransitionError(ValueError):
+    """An event status change that the lifecycle does not allow."""
+
+
+def _open_event(session: Session, monitor_id: int) -> DriftEvent | None:
+    query = (
+        select(DriftEvent)
+        .where(DriftEvent.monitor_id == monitor_id, DriftEvent.status.in_(OPEN_STATUSES))
+        .order_by(DriftEvent.first_seen.desc(), DriftEvent.id.desc())
+        .limit(1)
+        .with_for_update()  # one decider at a time per monitor on Postgres; no-op on SQLite
+    )
+    return session.scalars(query).first()
+
+
+def _event_of_batch(session: Session, monitor_id: int, batch_id: int) -> DriftEvent | None:
+    query = (
+        select(DriftEvent)
+        .join(DriftEventBatch, DriftEventBatch.event_id == DriftEvent.id)
+        .where(DriftEventBatch.batch_id == batch_id, DriftEvent.monitor_id == monitor_id)
+        .order_by(DriftEvent.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def _night_summary(decision: GateDecision) -> dict[str, Any]:
+    return {
+        "verdict": decision.verdict,
+        "shift_type": decision.shift_type,
+        "decisive": decision.evidence.get("decisive", []),
+        "reasons": decision.reasons,
+    }
+
+
+def _link(session: Session, event: DriftEvent, batch: Batch) -> None:
+    if session.get(DriftEventBatch, (event.id, batch.id)) is None:
+        session.add(DriftEventBatch(event_id=event.id, batch_id=batch.id))
+
+
+def _confirm(event: DriftEvent, night: date, decision: GateDecision) -> None:
+    event.status = "confirmed"
+    event.confirmed_on = night
+    event.shift_type = decision.shift_type
+    event.evidence = {
+        **event.evidence,
+        "confirmed_on": night.isoformat(),
+        "confirmation": decision.evidence,
+        "confirmation_reasons": decision.reasons,
+    }
+
+
+def record_decision(
+    session: Session,
+    monitor_id: int,
+    batch: Batch,
+    decision: GateDecision,
+    *,
+    expire_after: int = 3,
+) -> DriftEvent | None:
+    """Record the gate's decision on ``batch``; return the event it belongs to, if any.
+
+    Writes ``batch.verdict`` and ``batch.gate_state``; opens, extends or
+    confirms an event on warn/confirm nights; on ok nights expires an open
+    warning after ``expire_after`` quiet nights and returns None. Idempotent for
+    a night that is decided again with the same decision.
+
+    Examples
+    --------
+    >>> from datetime import date
+    >>> from sqlalchemy.orm import Session
+    >>> from drift.store.db import get_engine, upgrade
+    >>> from drift.gate import GateDecision
+    >>> import tempfile, os
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "events.db")
+    >>> upgrade(url)
+    >>> with Session(get_engine(url)) as session:
+    ...     monitor = MonitoredModel(name="digits"); session.add(monitor); session.flush()
+    ...     batch = Batch(monitor_id=monitor.id, batch_date=date(2024, 1, 1)); session.add(batch); session.flush()
+    ...     warn = GateDecision("warn", True, {"quiet_nights": 0}, "semantic", {}, ["flag_count[knn]"])
+    ...     event = record_decision(session, monitor.id, batch, warn)
+    ...     again = record_decision(session, monitor.id, batch, warn)
+    ...     print(event.status, event is again, len(event.batches), batch.verdict)
+    warning True 1 warn
+    """
+    batch.verdict = decision.verdict
+    batch.gate_state = decision.state
+    night = batch.batch_date
+    session.flush()
+
+    if decision.verdict == "ok":
+        event = _open_event(session, monitor_id)
+        quiet = int(decision.state.get("quiet_nights", 0))
+        if event is not None and event.status == "warning" and quiet >= expire_after:
+            event.status = "resolved"
+            event.resolved_at = datetime.now(UTC)
+            event.evidence = {**event.evidence, "resolution": f"expired after {quiet} quiet nights"}
+        return None
+
+    event = _event_of_batch(session, monitor_id, batch.id) or _open_event(session, monitor_id)
+    if event is None:
+        event = DriftEvent(
+            monitor_id=monitor_id,
+            status="warning",
+            shift_type=decision.shift_type,
+            first_seen=night,
+            last_seen=night,
+            evidence={"first_seen": night.isoformat(), "nights": {}},
+        )
+        session.add(event)
+        session.flush()
+    if event.status == "resolved":
+        return event  # a re-run of a night whose event was closed since: leave history alone
+
+    event.last_seen = max(event.last_seen, night)
+    event.first_seen = min(event.first_seen, night)
+    nights = {**event.evidence.get("nights", {}), night.isoformat(): _night_summary(decision)}
+    event.evidence = {**event.evidence, "first_seen": event.first_seen.isoformat(), "nights": nights}
+    if decision.verdict == "confirm" and event.status == "warning":
+        _confirm(event, night, decision)
+    elif event.status == "warning" and decision.shift_type is not None:
+        event.shift_type = decision.shift_type
+    _link(session, event, batch)
+    session.flush()
+    return event
+
+
+def set_event_status(session: Session, event_id: int, status: str) -> DriftEvent:
+    """Move an event along its lifecycle; raise :class:`InvalidTransitionError` otherwise.
+
+    Setting the status an event already has is a no-op, so retried tasks are safe.
+
+    Examples
+    --------
+    >>> TRANSITIONS["warning"] == {"confirmed", "resolved"}
+    True
+    """
+    event = session.get(DriftEvent, event_id, with_for_update=True)
+    if event is None:
+        raise LookupError(f"no drift event with id {event_id}")
+    if status == event.status:
+        return event
+    if status not in TRANSITIONS:
+        raise InvalidTransitionError(f"unknown event status {status!r}")
+    if status not in TRANSITIONS[event.status]:
+        raise InvalidTransitionError(f"event {event_id}: cannot go from {event.status} to {status}")
+    event.status = status
+    if status == "confirmed" and event.confirmed_on is None:
+        event.confirmed_on = event.last_seen
+    if status == "resolved":
+        event.resolved_at = datetime.now(UTC)
+    session.flush()
+    return event
+
+
+def list_events(
+    session: Session,
+    monitor: int | str | None = None,
+    status: str | Iterable[str] | None = None,
+    since: date | None = None,
+) -> list[DriftEvent]:
+    """Events, oldest first; filter by monitor (id or name), status(es) and last seen on/after ``since``."""
+    query = select(DriftEvent).order_by(DriftEvent.first_seen, DriftEvent.id)
+    if isinstance(monitor, str):
+        query = query.join(MonitoredModel, MonitoredModel.id == DriftEvent.monitor_id).where(
+            MonitoredModel.name == monitor
+        )
+    elif monitor is not None:
+        query = query.where(DriftEvent.monitor_id == monitor)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        query = query.where(DriftEvent.status.in_(statuses))
+    if since is not None:
+        query = query.where(DriftEvent.last_seen >= since)
+    return list(session.scalars(query))
