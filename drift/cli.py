@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from datetime import date
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,7 +28,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 MonitorOption = Annotated[
-    str | None, typer.Option("--monitor", "-m", help="Monitor name (default: every configured monitor).")
+    str | None,
+    typer.Option("--monitor", "-m", help="Monitor name (default: every configured monitor)."),
 ]
 
 
@@ -56,8 +56,13 @@ def _parse_date(value: str) -> date:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
@@ -93,7 +98,9 @@ def fit(monitor: MonitorOption = None) -> None:
 
 @app.command()
 def run(
-    batch_date: Annotated[str, typer.Option("--date", "-d", help="The night to process, YYYY-MM-DD.")],
+    batch_date: Annotated[
+        str, typer.Option("--date", "-d", help="The night to process, YYYY-MM-DD.")
+    ],
     monitor: MonitorOption = None,
 ) -> None:
     """Process one night: validate, embed, score, test, decide, alert.
@@ -121,9 +128,15 @@ def run(
 @app.command()
 def events(
     monitor: MonitorOption = None,
-    status: Annotated[str | None, typer.Option(help="warning | confirmed | adapting | resolved")] = None,
-    since: Annotated[str | None, typer.Option(help="Only events last seen on or after YYYY-MM-DD.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    status: Annotated[
+        str | None, typer.Option(help="warning | confirmed | adapting | resolved")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only events last seen on or after YYYY-MM-DD.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines instead of a table.")
+    ] = False,
 ) -> None:
     """List drift events.
 
@@ -134,7 +147,9 @@ def events(
 
     settings = Settings()
     with session_scope(settings.db_url) as session:
-        rows = list_events(session, monitor=monitor, status=status, since=_parse_date(since) if since else None)
+        rows = list_events(
+            session, monitor=monitor, status=status, since=_parse_date(since) if since else None
+        )
         records = [_event_record(e) for e in rows]
     if as_json:
         for record in records:
@@ -145,8 +160,13 @@ def events(
         table.add_column(column)
     for r in records:
         table.add_row(
-            str(r["id"]), r["monitor"], r["status"], r["shift_type"] or "-", r["first_seen"],
-            r["confirmed_on"] or "-", r["last_seen"],
+            str(r["id"]),
+            r["monitor"],
+            r["status"],
+            r["shift_type"] or "-",
+            r["first_seen"],
+            r["confirmed_on"] or "-",
+            r["last_seen"],
         )
     console.print(table)
 
@@ -154,7 +174,7 @@ def events(
 def _event_record(event) -> dict:  # noqa: ANN001
     return {
         "id": event.id,
-        "monitor": event.monitor_name,
+        "monitor": event.monitor.name,
         "status": event.status,
         "shift_type": event.shift_type,
         "first_seen": event.first_seen.isoformat(),
@@ -185,10 +205,20 @@ def _redact(url: str) -> str:
 
 
 def entrypoint() -> None:
+    """The console script: expected failures are one line on stderr, not a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from drift.batch import InvalidBatchError
+
     try:
         app()
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (FileNotFoundError, InvalidBatchError, OperationalError) as exc:
+        message = str(exc).splitlines()[0]
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

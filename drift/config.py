@@ -89,7 +89,9 @@ class ModelSpec(_Strict):
             if getattr(self, key) is None:
                 raise ValueError(f"format '{self.format}' needs '{key}'")
         if self.entrypoint is not None and not re.fullmatch(r"[\w.]+:\w+", self.entrypoint):
-            raise ValueError(f"entrypoint must look like 'package.module:function', got {self.entrypoint!r}")
+            raise ValueError(
+                f"entrypoint must look like 'package.module:function', got {self.entrypoint!r}"
+            )
         return self
 
 
@@ -131,7 +133,8 @@ class MonitorConfig(_Strict):
     source: SourceSpec
     reference: ReferenceSpec
     detectors: list[DetectorSpec] = Field(
-        default_factory=lambda: [DetectorSpec(name="knn"), DetectorSpec(name="energy")], min_length=1
+        default_factory=lambda: [DetectorSpec(name="knn"), DetectorSpec(name="energy")],
+        min_length=1,
     )
     #: share of in-distribution rows each detector's threshold lets pass
     tpr: float = Field(default=0.95, gt=0.5, lt=1.0)
@@ -180,7 +183,9 @@ def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
     return monitor
 
 
-def load_monitors(path: str | os.PathLike | None = None, settings: Settings | None = None) -> list[MonitorConfig]:
+def load_monitors(
+    path: str | os.PathLike | None = None, settings: Settings | None = None
+) -> list[MonitorConfig]:
     """Read and validate a monitor config; relative paths resolve against its ``base_dir``."""
     settings = settings or Settings()
     path = Path(path) if path is not None else settings.config_path
@@ -199,7 +204,9 @@ def load_monitors(path: str | os.PathLike | None = None, settings: Settings | No
     return [_resolve_paths(m, base.resolve()) for m in parsed.monitors]
 
 
-def get_monitor(name: str, path: str | os.PathLike | None = None, settings: Settings | None = None) -> MonitorConfig:
+def get_monitor(
+    name: str, path: str | os.PathLike | None = None, settings: Settings | None = None
+) -> MonitorConfig:
     monitors = load_monitors(path, settings)
     for monitor in monitors:
         if monitor.name == name:

@@ -60,13 +60,17 @@ def _frame(x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None = None) -> 
     return frame
 
 
-def night_rows(split: digits.DigitsSplit, night: Night, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+def night_rows(
+    split: digits.DigitsSplit, night: Night, n_rows: int, rng: np.random.Generator
+) -> np.ndarray:
     """``n_rows`` production inputs for one night, drawn (with replacement) from held-out rows."""
     pool = split.x_test
     if night.kind == "prior":
         # most rows from two classes: the mix moves, each class still looks like itself
         favoured = np.isin(split.y_test, [0, 1])
-        weights = np.where(favoured, night.strength / favoured.sum(), (1 - night.strength) / (~favoured).sum())
+        weights = np.where(
+            favoured, night.strength / favoured.sum(), (1 - night.strength) / (~favoured).sum()
+        )
         return pool[rng.choice(len(pool), n_rows, p=weights)]
     rows = pool[rng.integers(0, len(pool), n_rows)]
     if night.kind == "novel":
@@ -86,7 +90,9 @@ def build_world(home: Path, script: list[Night], seed: int, rows_per_night: int)
     (root / "landing").mkdir(parents=True)
     split = digits.load_digits_split(seed=seed)
     model = digits.train_digits_model(split.x_train, split.y_train, split.n_classes, seed=seed)
-    program = torch.export.export(model, (torch.zeros(2, digits.N_PIXELS),), dynamic_shapes=({0: torch.export.Dim("rows")},))
+    program = torch.export.export(
+        model, (torch.zeros(2, digits.N_PIXELS),), dynamic_shapes=({0: torch.export.Dim("rows")},)
+    )
     torch.export.save(program, str(root / "model.pt2"))
 
     x_ref = np.concatenate([split.x_train, split.x_calib])
@@ -114,7 +120,13 @@ def _reset_monitor(settings: Settings) -> None:
     shutil.rmtree(settings.artifacts_dir / DEMO_MONITOR, ignore_errors=True)
 
 
-def run_demo(settings: Settings, nights: int = 24, seed: int = 0, rows_per_night: int = 800, console: Console | None = None) -> list[dict]:
+def run_demo(
+    settings: Settings,
+    nights: int = 24,
+    seed: int = 0,
+    rows_per_night: int = 800,
+    console: Console | None = None,
+) -> list[dict]:
     """Build the world, fit, run every night; print the per-night table. Returns the decisions."""
     from drift import pipeline
     from drift.store.db import upgrade
@@ -123,7 +135,9 @@ def run_demo(settings: Settings, nights: int = 24, seed: int = 0, rows_per_night
     script = demo_script(nights)
     with console.status("training the digits model and writing the nightly batches"):
         build_world(settings.home, script, seed, rows_per_night)
-    monitor = get_monitor(DEMO_MONITOR, Path(str(settings.config_path)) if settings.config else None, settings)
+    monitor = get_monitor(
+        DEMO_MONITOR, Path(str(settings.config_path)) if settings.config else None, settings
+    )
     upgrade(settings.db_url)
     _reset_monitor(settings)
     with console.status("fitting detectors and calibration"):
@@ -139,11 +153,15 @@ def run_demo(settings: Settings, nights: int = 24, seed: int = 0, rows_per_night
     detectors = [d.name for d in monitor.detectors]
     table = Table(title=f"driftwatch demo - monitor {DEMO_MONITOR}, {rows_per_night} rows a night")
     for column in ("night", "truth", "rows", *[f"OOD {d}" for d in detectors], "verdict", "event"):
-        table.add_column(column, justify="right" if column.startswith("OOD") or column == "rows" else "left")
+        table.add_column(
+            column, justify="right" if column.startswith("OOD") or column == "rows" else "left"
+        )
     styles = {"ok": "green", "warn": "yellow", "confirm": "bold red"}
     for night, decision in zip(script, decisions, strict=True):
         truth = night.kind if night.kind == "clean" else f"{night.kind} {night.strength:g}"
-        event = f"#{decision['event_id']} {decision['event_status']}" if decision["event_id"] else ""
+        event = (
+            f"#{decision['event_id']} {decision['event_status']}" if decision["event_id"] else ""
+        )
         table.add_row(
             decision["batch_date"],
             truth,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,26 +41,35 @@ def resolve_device(device: str) -> str:
 
 
 def load_module(spec: ModelSpec) -> Callable:
-    """The monitored model as a callable ``x -> (features, logits)`` on its device."""
+    """The monitored model as a callable ``x -> (features, logits)`` on its device.
+
+    Cached per process by file and modification time, so shards of a night
+    (and nights of a backfill) load the model once.
+    """
+    if spec.format in ("export", "torchscript"):
+        if spec.path is None or not spec.path.is_file():
+            raise FileNotFoundError(f"model file not found: {spec.path}")
+        stamp = spec.path.stat().st_mtime_ns
+    else:
+        stamp = 0
+    return _load_module(
+        spec.format, str(spec.path), spec.entrypoint, resolve_device(spec.device), stamp
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_module(fmt: str, path: str, entrypoint: str | None, device: str, _stamp: int) -> Callable:
     import torch
 
-    device = resolve_device(spec.device)
-    if spec.format == "export":
-        if not spec.path.is_file():
-            raise FileNotFoundError(f"model file not found: {spec.path}")
-        module = torch.export.load(str(spec.path)).module()
-    elif spec.format == "torchscript":
-        if not spec.path.is_file():
-            raise FileNotFoundError(f"model file not found: {spec.path}")
-        module = torch.jit.load(str(spec.path), map_location=device)
-    elif spec.format == "entrypoint":
-        module_name, function_name = spec.entrypoint.split(":")
-        module = getattr(importlib.import_module(module_name), function_name)()
-    else:
-        raise ValueError("precomputed models have no module to load")
-    if hasattr(module, "eval") and spec.format != "export":
-        module.eval()  # exported programs are traced in eval mode already
-    return module.to(device) if spec.format != "export" else module
+    if fmt == "export":
+        # exported programs are already traced in eval mode
+        return torch.export.load(path).module().to(device)
+    if fmt == "torchscript":
+        return torch.jit.load(path, map_location=device).eval()
+    if fmt == "entrypoint":
+        module_name, function_name = entrypoint.split(":")
+        return getattr(importlib.import_module(module_name), function_name)().eval().to(device)
+    raise ValueError("precomputed models have no module to load")
 
 
 @dataclass
@@ -90,7 +100,9 @@ class Embedder:
         if self.spec.format == "precomputed":
             features = frame[self.spec.feature_columns].to_numpy(np.float32)
             logits = (
-                frame[self.spec.logit_columns].to_numpy(np.float32) if self.spec.logit_columns else None
+                frame[self.spec.logit_columns].to_numpy(np.float32)
+                if self.spec.logit_columns
+                else None
             )
             return FeatureBatch(features, logits)
         return self.embed_array(frame[self.input_columns].to_numpy(np.float32))
@@ -103,7 +115,9 @@ class Embedder:
         features, logits = [], []
         with torch.inference_mode():
             for start in range(0, len(inputs), self.spec.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(inputs[start : start + self.spec.batch_size]))
+                chunk = torch.from_numpy(
+                    np.ascontiguousarray(inputs[start : start + self.spec.batch_size])
+                )
                 output = model(chunk.to(device))
                 if not (isinstance(output, tuple | list) and len(output) == 2):
                     raise InvalidBatchError(

@@ -29,7 +29,7 @@ import pandas as pd
 from drift import sources
 from drift.batch import FeatureBatch, InvalidBatchError
 from drift.calibration import ConformalCalibrator
-from drift.config import MonitorConfig, Settings
+from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.detectors import Detector, get_detector
 from drift.embed import Embedder
 from drift.store import repo
@@ -83,6 +83,14 @@ class FittedMonitor:
     def reference_sample(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "reference_sample.parquet")
 
+    def model_spec(self, configured: ModelSpec) -> ModelSpec:
+        """The model this version scores with: its own adapted model file, if it has one."""
+        if self.manifest.get("model_file"):
+            return configured.model_copy(
+                update={"format": "export", "path": self.path / self.manifest["model_file"]}
+            )
+        return configured
+
 
 @lru_cache(maxsize=8)
 def load_fitted(path: str) -> FittedMonitor:
@@ -123,6 +131,7 @@ def fit_monitor(
     monitor: MonitorConfig,
     *,
     reference: pd.DataFrame | None = None,
+    model_file: Path | None = None,
     origin: str = "fit",
     promote: bool = True,
 ) -> dict[str, Any]:
@@ -130,6 +139,8 @@ def fit_monitor(
 
     A share ``reference.calibration_fraction`` of the rows is held out of every
     detector bank and used only to calibrate thresholds (DESIGN §3).
+    ``model_file`` (an adapted ``torch.export`` program) is stored with the
+    version and replaces the configured model for it.
     """
     ref_cfg = monitor.reference
     columns = list(dict.fromkeys([*_model_columns(monitor), *monitor.source.input_columns]))
@@ -137,7 +148,10 @@ def fit_monitor(
         columns.append(ref_cfg.label_column)
     if reference is None:
         reference = sources.read_reference(ref_cfg.path, columns)
-    embedded = Embedder(monitor.model, monitor.source.input_columns).embed_frame(reference)
+    spec = monitor.model
+    if model_file is not None:
+        spec = spec.model_copy(update={"format": "export", "path": Path(model_file)})
+    embedded = Embedder(spec, monitor.source.input_columns).embed_frame(reference)
     labels = reference[ref_cfg.label_column].to_numpy(np.int64) if ref_cfg.label_column else None
     batch = FeatureBatch(embedded.features, embedded.logits, labels=labels)
 
@@ -154,6 +168,8 @@ def fit_monitor(
             ConformalCalibrator(tpr=monitor.tpr).fit(detector.score(calibration)).save(
                 staging / "calibration" / spec.name
             )
+        if model_file is not None:
+            shutil.copyfile(model_file, staging / "model.pt2")
         sample = reference.iloc[calib_idx][monitor.source.input_columns].reset_index(drop=True)
         sample = pd.concat([sample, pd.DataFrame(_feature_columns(calibration))], axis=1)
         if calibration.logits is not None:
@@ -168,6 +184,7 @@ def fit_monitor(
             "n_classes": None if batch.logits is None else int(batch.logits.shape[1]),
             "feature_dim": int(batch.features.shape[1]),
             "origin": origin,
+            "model_file": "model.pt2" if model_file is not None else None,
             "created_at": utcnow().isoformat(),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -242,7 +259,9 @@ def score_shard(
     frame = sources.read_rows(
         plan["files"], _required_columns(monitor), shard["start"], shard["stop"]
     )
-    batch = Embedder(monitor.model, monitor.source.input_columns).embed_frame(frame)
+    batch = Embedder(fitted.model_spec(monitor.model), monitor.source.input_columns).embed_frame(
+        frame
+    )
 
     rows = pd.DataFrame({"row": np.arange(shard["start"], shard["stop"])})
     if monitor.source.id_column:
@@ -335,7 +354,7 @@ def aggregate(
     )
     test_rows.extend(
         stats.column_drift_tests(
-            reference, sample, monitor.source.input_columns, q=monitor.gate.column_fdr
+            reference, sample, monitor.source.input_columns, q=monitor.gate.column_q
         )
     )
     if "pred" in rows and "pred" in reference:
@@ -361,13 +380,15 @@ def aggregate(
 
 
 def _test_row(result: Any, monitor: MonitorConfig) -> dict[str, Any]:
+    # per-column p-values are BH-adjusted (FDR column_q); the rest are raw, at the gate's alpha
+    level = monitor.gate.column_q if result.name.startswith("column_") else monitor.gate.alpha
     return {
         "test": result.name,
         "subject": result.subject,
         "statistic": result.statistic,
         "p_value": result.p_value,
         "effect_size": result.effect_size,
-        "significant": bool(getattr(result, "significant", result.p_value <= monitor.gate.alpha)),
+        "significant": bool(result.p_value <= level),
         "details": {},
     }
 
@@ -413,9 +434,7 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> dict
         previous = repo.previous_batch(session, monitor_id, batch_date)
         evidence = _night_evidence(session, batch, batch_date)
         decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
-        event = events.record_decision(session, monitor_id, batch, decision)
-        batch.verdict = decision.verdict
-        batch.gate_state = decision.state
+        event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
         batch.status = "succeeded"
         batch.error = None
         batch.finished_at = utcnow()

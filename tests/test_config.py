@@ -1,0 +1,77 @@
+"""Monitor config: a wrong key or type is one clear line naming the key."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from drift.config import ConfigError, Settings, load_monitors
+
+VALID = """
+monitors:
+  - name: fraud
+    model: {format: torchscript, path: models/fraud.ts}
+    source: {landing: landing/fraud, input_columns: [amount, age]}
+    reference: {path: ref/fraud.parquet, label_column: label}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "monitors.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_config_resolves_paths_against_its_folder(tmp_path):
+    (monitor,) = load_monitors(write(tmp_path, VALID))
+    assert monitor.model.path == tmp_path / "models/fraud.ts"
+    assert monitor.source.landing == tmp_path / "landing/fraud"
+    assert [d.name for d in monitor.detectors] == ["knn", "energy"]  # defaults
+    assert monitor.tpr == 0.95
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("tpr: 0.95", "tpr: 0.95\n    thresold: 3"), "monitors.0.thresold: unknown key"),
+        (("input_columns: [amount, age]", "input_columns: 7"), "monitors.0.source.input_columns"),
+        (("format: torchscript, path: models/fraud.ts", "format: torchscript"), "needs 'path'"),
+        (("name: fraud", "name: Fraud Model"), "monitors.0.name"),
+        (("format: torchscript", "format: onnx"), "monitors.0.model.format"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, edit, message):
+    text = VALID.replace("reference:", "tpr: 0.95\n    reference:")
+    old, new = edit
+    assert old in text
+    with pytest.raises(ConfigError) as info:
+        load_monitors(write(tmp_path, text.replace(old, new)))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_monitors(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_monitors(write(tmp_path, "monitors: [\n"))
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+    settings = Settings()
+    assert settings.db_url == f"sqlite:///{tmp_path.resolve() / 'drift.db'}"
+    assert settings.config_path.name == "demo_monitor.yaml"  # the shipped demo monitor
+    monkeypatch.setenv("DRIFT_DATABASE_URL", "postgresql+psycopg2://u@h/db")
+    assert Settings().db_url == "postgresql+psycopg2://u@h/db"
+
+
+def test_shipped_demo_config_is_valid(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    (monitor,) = load_monitors(Settings().config_path)
+    assert monitor.name == "digits_demo"
+    assert monitor.model.path == tmp_path.resolve() / "demo" / "model.pt2"
+    assert len(monitor.source.input_columns) == 64
