@@ -190,7 +190,7 @@ class KNNDetector(Detector):
         if self.index_kind_ == "hnsw":
             return faiss.IndexHNSWFlat(d, self.hnsw_m)
         nlist = self.nlist or max(1, min(round(4 * math.sqrt(len(bank))), len(bank) // 39))
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), nlist, faiss.METRIC_L2)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_L2)
         ivf.cp.seed = self.seed
         ivf.train(bank)
         return ivf
