@@ -97,7 +97,7 @@ class GateSettings(BaseModel):
         "class_mix",
     )
     #: FDR level at which a raw input column counts as moved (shift typing only)
-    column_q: float = Field(0.1, gt=0.0, lt=1.0)
+    column_fdr: float = Field(0.1, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> GateSettings:
@@ -280,7 +280,7 @@ def decide(
 
     surged = {name for name, _ in decisive if name} | set(cusum_alarms)
     columns_moved = [
-        t.subject for t in night.tests if t.name.startswith("column_") and t.p_value <= settings.column_q
+        t.subject for t in night.tests if t.name.startswith("column_") and t.p_value <= settings.column_fdr
     ]
     inputs_moved = bool(columns_moved) or any(t.name.startswith("mmd") for _, t in decisive)
     mix_moved = any(t.name == "class_mix" for _, t in decisive)

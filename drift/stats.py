@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 class TestResult:
     """One test on one night: its statistic, p-value and an effect size."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     statistic: float
     p_value: float
