@@ -1,0 +1,41 @@
+"""`drift_meta_train`: weekly (or manual) meta-training of each monitor's MOL
+initialisation on shifts simulated from its reference data (DESIGN §5).
+
+One task per monitor, so one monitor's failure neither hides nor blocks another's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+from drift_airflow import START_DATE, pipeline_step, task_defaults
+
+from drift.config import load_monitors
+
+
+@task(execution_timeout=timedelta(hours=4))
+def meta_train(monitor_name: str) -> dict[str, Any]:
+    from drift import pipeline
+
+    with pipeline_step(monitor_name) as (settings, monitor):
+        return pipeline.meta_train(settings, monitor)
+
+
+@dag(
+    schedule="@weekly",
+    start_date=START_DATE,
+    catchup=False,  # a missed week needs one fresh meta-training, not one per week missed
+    max_active_runs=1,
+    tags=["driftwatch"],
+    doc_md=__doc__,
+)
+def drift_meta_train():
+    for monitor in load_monitors():
+        meta_train.override(task_id=f"meta_train__{monitor.name}", **task_defaults(monitor.name))(
+            monitor.name
+        )
+
+
+drift_meta_train = drift_meta_train()
