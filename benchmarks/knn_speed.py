@@ -1,0 +1,185 @@
+"""KNN detector speed: our FAISS flat search vs peers, vs the machine's matmul ceiling,
+and IVF vs flat at a 1M-row bank.
+
+Run in the peers env (``bash benchmarks/setup_peers.sh``) so pytorch-ood is importable:
+
+    .venv-bench/bin/python benchmarks/knn_speed.py
+
+Writes ``benchmarks/results/knn_speed.json`` and prints a table. Peers too slow to run
+at full size on this machine are timed on a stated subset of the queries and
+extrapolated linearly in the number of queries (their cost is linear in it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drift.batch import FeatureBatch
+from drift.detectors.knn import KNNDetector, l2_normalise
+from drift.metrics import auroc
+
+RESULTS = Path(__file__).parent / "results" / "knn_speed.json"
+N_QUERY, N_BANK, DIM, K = 100_000, 100_000, 128, 50
+PEER_SUBSET = 5_000  # query rows timed for the slow peers
+BIG_BANK, BIG_QUERIES = 1_000_000, 10_000
+IVF_NLIST, IVF_NPROBES = 1024, (8, 16, 32)
+
+
+def timed(fn, repeat=1):
+    """Best wall time of ``repeat`` calls, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def matmul_gflops(n=4096):
+    """float32 GEMM rate of numpy and torch on this machine: the ceiling for flat search."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    t = torch.from_numpy(a)
+    flops = 2 * n**3
+    return {
+        "numpy": flops / timed(lambda: a @ a, repeat=3)[0] / 1e9,
+        "torch": flops / timed(lambda: t @ t, repeat=3)[0] / 1e9,
+    }
+
+
+def sklearn_brute(bank, queries):
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=K, algorithm="brute", n_jobs=-1).fit(bank)
+    return nn.kneighbors(queries, return_distance=True)[0][:, -1]
+
+
+def pytorch_ood_knn(bank, queries):
+    from pytorch_ood.detector import KNN
+
+    det = KNN(None, k=K).fit_features(torch.from_numpy(bank), torch.zeros(len(bank), dtype=torch.long))
+    return det.predict_features(torch.from_numpy(queries)).numpy()
+
+
+def torch_cdist_topk(bank, queries, chunk=2048):
+    """The obvious torch baseline: chunked cdist + topk on normalised rows."""
+    b = torch.from_numpy(bank)
+    out = []
+    for start in range(0, len(queries), chunk):
+        d = torch.cdist(torch.from_numpy(queries[start : start + chunk]), b)
+        out.append(d.topk(K, dim=1, largest=False).values[:, -1])
+    return torch.cat(out).numpy()
+
+
+def clustered(rng, n, centres, spread=0.35):
+    """Rows around random cluster centres: feature banks are clustered, not isotropic."""
+    labels = rng.integers(0, len(centres), n)
+    return (centres[labels] + spread * rng.standard_normal((n, centres.shape[1]), dtype=np.float32)).astype(np.float32)
+
+
+def flat_vs_peers(rng, ceiling):
+    bank = l2_normalise(rng.standard_normal((N_BANK, DIM), dtype=np.float32))
+    queries = l2_normalise(rng.standard_normal((N_QUERY, DIM), dtype=np.float32))
+    det = KNNDetector(k=K, index="flat", device="cpu").fit(FeatureBatch(bank))
+    ours_s, ours = timed(lambda: det.score(FeatureBatch(queries)))
+    gflops = 2 * N_QUERY * N_BANK * DIM / ours_s / 1e9
+    rows = {"drift_knn_flat": {"seconds": ours_s, "queries_timed": N_QUERY, "extrapolated": False}}
+    subset = queries[:PEER_SUBSET]
+    peers = {"sklearn_brute": sklearn_brute, "torch_cdist_topk": torch_cdist_topk}
+    try:
+        import pytorch_ood  # noqa: F401
+
+        peers["pytorch_ood_knn"] = pytorch_ood_knn
+    except ImportError:
+        rows["pytorch_ood_knn"] = {"skipped": "pytorch-ood not installed (run in .venv-bench)"}
+    for name, fn in peers.items():
+        seconds, scores = timed(lambda fn=fn: fn(bank, subset))
+        rows[name] = {
+            "seconds": seconds * N_QUERY / PEER_SUBSET,
+            "queries_timed": PEER_SUBSET,
+            "extrapolated": True,
+            "max_abs_diff_vs_ours": float(np.abs(scores - ours[:PEER_SUBSET]).max()),
+            "ours_speedup": seconds * N_QUERY / PEER_SUBSET / ours_s,
+        }
+    return {
+        "setting": {"n_query": N_QUERY, "n_bank": N_BANK, "dim": DIM, "k": K,
+                    "peer_query_subset": PEER_SUBSET, "data": "isotropic Gaussian, L2-normalised"},
+        "flat_effective_gflops": gflops,
+        "flat_fraction_of_matmul": gflops / max(ceiling.values()),
+        "timings": rows,
+    }
+
+
+def ivf_vs_flat(rng):
+    """1M-row clustered bank; ID queries from its clusters, OOD queries from unseen clusters."""
+    centres = rng.standard_normal((400, DIM), dtype=np.float32) / np.sqrt(DIM) * 3
+    bank = clustered(rng, BIG_BANK, centres[:300])
+    id_q = clustered(rng, BIG_QUERIES // 2, centres[:300])
+    ood_q = clustered(rng, BIG_QUERIES // 2, centres[300:])
+    queries = FeatureBatch(np.vstack([id_q, ood_q]))
+    n_id = len(id_q)
+
+    flat = KNNDetector(k=K, index="flat", device="cpu").fit(FeatureBatch(bank))
+    flat_s, flat_scores = timed(lambda: flat.score(queries))
+    flat_auroc = auroc(flat_scores[:n_id], flat_scores[n_id:])
+    build_s, ivf = timed(lambda: KNNDetector(k=K, index="ivf", nlist=IVF_NLIST, device="cpu").fit(FeatureBatch(bank)))
+    runs = {}
+    for nprobe in IVF_NPROBES:
+        ivf.nprobe = nprobe
+        seconds, scores = timed(lambda: ivf.score(queries))
+        ivf_auroc = auroc(scores[:n_id], scores[n_id:])
+        runs[f"nprobe={nprobe}"] = {
+            "seconds": seconds,
+            "speedup_vs_flat": flat_s / seconds,
+            "auroc": ivf_auroc,
+            "auroc_minus_flat": ivf_auroc - flat_auroc,
+            "mean_abs_score_diff": float(np.abs(scores - flat_scores).mean()),
+        }
+    return {
+        "setting": {"n_bank": BIG_BANK, "n_query": BIG_QUERIES, "dim": DIM, "k": K, "nlist": IVF_NLIST,
+                    "data": "synthetic: 300 Gaussian clusters in the bank (ID queries from them), "
+                            "OOD queries from 100 unseen clusters; AUROC measured on these synthetic "
+                            "queries, not on real features"},
+        "flat_seconds": flat_s,
+        "flat_auroc": flat_auroc,
+        "ivf_build_seconds": build_s,
+        "ivf": runs,
+    }
+
+
+def main():
+    rng = np.random.default_rng(0)
+    ceiling = matmul_gflops()
+    result = {
+        "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(),
+                    "torch": torch.__version__, "faiss_threads": __import__("faiss").omp_get_max_threads()},
+        "matmul_gflops": ceiling,
+        "flat_100k": flat_vs_peers(rng, ceiling),
+        "ivf_1m": ivf_vs_flat(rng),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+
+    flat = result["flat_100k"]
+    print(f"matmul ceiling: numpy {ceiling['numpy']:.0f}, torch {ceiling['torch']:.0f} GFLOP/s")
+    print(f"flat search: {flat['flat_effective_gflops']:.0f} GFLOP/s = "
+          f"{100 * flat['flat_fraction_of_matmul']:.0f}% of matmul")
+    print(f"{'method':<20}{'seconds (100k q)':>18}{'ours faster by':>16}")
+    for name, row in flat["timings"].items():
+        if "seconds" in row:
+            print(f"{name:<20}{row['seconds']:>18.1f}{row.get('ours_speedup', 1.0):>15.1f}x")
+    big = result["ivf_1m"]
+    print(f"1M bank, {BIG_QUERIES} queries: flat {big['flat_seconds']:.1f}s AUROC {big['flat_auroc']:.4f}")
+    for name, row in big["ivf"].items():
+        print(f"  ivf {name}: {row['seconds']:.2f}s ({row['speedup_vs_flat']:.1f}x), "
+              f"AUROC diff {row['auroc_minus_flat']:+.4f}")
+
+
+if __name__ == "__main__":
+    main()
