@@ -354,7 +354,7 @@ def aggregate(
     )
     test_rows.extend(
         stats.column_drift_tests(
-            reference, sample, monitor.source.input_columns, q=monitor.gate.column_q
+            reference, sample, monitor.source.input_columns, q=monitor.gate.column_fdr
         )
     )
     if "pred" in rows and "pred" in reference:
@@ -380,8 +380,8 @@ def aggregate(
 
 
 def _test_row(result: Any, monitor: MonitorConfig) -> dict[str, Any]:
-    # per-column p-values are BH-adjusted (FDR column_q); the rest are raw, at the gate's alpha
-    level = monitor.gate.column_q if result.name.startswith("column_") else monitor.gate.alpha
+    # per-column p-values are BH-adjusted (FDR column_fdr); the rest are raw, at the gate's alpha
+    level = monitor.gate.column_fdr if result.name.startswith("column_") else monitor.gate.alpha
     return {
         "test": result.name,
         "subject": result.subject,

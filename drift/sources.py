@@ -65,10 +65,11 @@ def _check_finite(record_batch: pa.RecordBatch, file_name: str, row_offset: int)
     for name, column in zip(record_batch.schema.names, record_batch.columns, strict=True):
         bad = pc.is_null(column, nan_is_null=True)
         if pa.types.is_floating(column.type):
-            bad = pc.or_(bad, pc.is_inf(column))
+            bad = pc.or_kleene(bad, pc.is_inf(column))  # is_inf(null) is null: Kleene keeps True
         if pc.any(bad).as_py():
             row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0]) + row_offset
             value = column[row - row_offset].as_py()
+            value = "null/NaN" if value is None else value
             raise InvalidBatchError(f"{file_name}: column '{name}' has {value} at row {row}")
 
 

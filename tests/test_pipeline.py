@@ -64,10 +64,11 @@ def test_novel_classes_raise_the_ood_rate(fitted):
     settings, monitor = fitted
     clean = pipeline.run_night(settings, monitor, CLEAN_NIGHT)
     novel = pipeline.run_night(settings, monitor, NOVEL_NIGHT)
-    assert clean["ood_rate"]["knn"] < 0.12
-    assert novel["ood_rate"]["knn"] > clean["ood_rate"]["knn"] + 0.1
+    for detector in ("knn", "energy"):
+        assert clean["ood_rate"][detector] < 0.12
+        assert novel["ood_rate"][detector] > clean["ood_rate"][detector] + 0.1
     _, scores, _ = _night_rows(settings, NOVEL_NIGHT)
-    assert scores["knn"][2] < 1e-6  # flag-count p-value
+    assert scores["knn"][2] < 1e-6 and scores["energy"][2] < 1e-6  # flag-count p-values
 
 
 def _break(landing, night, how):
@@ -88,7 +89,7 @@ def _break(landing, night, how):
     ("how", "message"),
     [
         ("missing column", "missing column 'px_10'"),
-        ("nan", "column 'px_20' has nan at row 5"),
+        ("nan", "column 'px_20' has null/NaN at row 5"),
         ("wrong dtype", "column 'px_30' has type string"),
         ("empty", "the batch is empty"),
     ],

@@ -159,7 +159,7 @@ class DriftEvent(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    monitor: Mapped[MonitoredModel] = relationship(lazy="joined")
+    monitor: Mapped[MonitoredModel] = relationship(lazy="selectin")
     batches: Mapped[list[Batch]] = relationship(secondary="drift_event_batches", order_by=Batch.batch_date)
 
 
