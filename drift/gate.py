@@ -19,6 +19,10 @@ The rule (DESIGN.md §4, methods.md §8.4):
 * **CONFIRM** when ``confirm_r`` of the last ``confirm_w`` nights were
   significant, or when any detector's binomial CUSUM alarms.
 * After a confirm the CUSUM sums and the r-of-w history are reset.
+* Each detector's CUSUM runs on its nightly flag count with in-control rate
+  p0 = the ``cusum_null_quantile`` (0.99) quantile of the calibration's true
+  flag rate and out-of-control rate p1 = ``cusum_rate`` (default twice the
+  nominal rate).
 
 False-confirm budget. ``arl0_nights`` is the target for the whole gate: at most
 one false confirm per that many quiet nights. The r-of-w rule costs about
@@ -45,6 +49,7 @@ from drift.stats import (
     TestResult,
     cusum_threshold,
     expected_flag_rate,
+    flag_rate_quantile,
     round_rows,
 )
 from drift.store.types import json_safe
@@ -78,6 +83,10 @@ class GateSettings(BaseModel):
     arl0_nights: float = Field(365.0, gt=1.0)
     #: out-of-control flag rate p1 of every detector's CUSUM; None: twice the expected ID rate
     cusum_rate: float | None = Field(None, gt=0.0, lt=1.0)
+    #: the CUSUM's in-control rate p0 is this quantile of the calibration's true flag
+    #: rate Beta(K, m - K + 1), not its mean: an unluckily low threshold (a stream whose
+    #: ID rate sits above nominal for good) then does not keep the CUSUM near alarm
+    cusum_null_quantile: float = Field(0.99, ge=0.5, lt=1.0)
     #: minimum effect size per test name for a small p-value to count (see drift.stats)
     min_effect: dict[str, float] = Field(
         default_factory=lambda: {
@@ -252,9 +261,13 @@ def decide(
     cusum_evidence: dict[str, dict[str, float]] = {}
     cusum_alarms: list[str] = []
     for name, det in sorted(night.detectors.items()):
-        p0 = expected_flag_rate(det.tpr, det.n_calibration)
-        p1 = settings.cusum_rate or min(2.0 * p0, 0.5 + 0.5 * p0)
-        threshold = cusum_threshold(cusum_arl0, round_rows(det.n_rows), p0, p1, det.n_calibration)
+        expected = expected_flag_rate(det.tpr, det.n_calibration)
+        p0 = flag_rate_quantile(det.tpr, det.n_calibration, settings.cusum_null_quantile)
+        # p1 well above p0 even when a small calibration set makes p0 large
+        p1 = max(settings.cusum_rate or 2.0 * expected, 1.5 * p0)
+        threshold = cusum_threshold(
+            cusum_arl0, round_rows(det.n_rows), p0, p1, det.n_calibration, expected_rate=expected
+        )
         cusum = BinomialCusum(p0, p1, threshold)
         cusum_state[name] = cusum.update(state["cusum"].get(name, 0.0), det.n_flagged, det.n_rows)
         cusum_evidence[name] = {"sum": cusum_state[name], "threshold": threshold, "p0": p0, "p1": p1}

@@ -71,6 +71,21 @@ def expected_flag_rate(tpr: float, n_calibration: int) -> float:
     return _flag_ranks(tpr, n_calibration) / (n_calibration + 1)
 
 
+def flag_rate_quantile(tpr: float, n_calibration: int, quantile: float) -> float:
+    """A quantile of the true ID flag rate U ~ Beta(K, m - K + 1) of a conformal threshold.
+
+    An upper quantile bounds how far an unlucky calibration set can push the
+    ID flag rate above its nominal value (methods.md §8.1, "bound the true FPR").
+
+    Examples
+    --------
+    >>> round(flag_rate_quantile(0.95, 1999, 0.5), 4), round(flag_rate_quantile(0.95, 1999, 0.99), 3)
+    (0.0499, 0.062)
+    """
+    k = _flag_ranks(tpr, n_calibration)
+    return float(stats.beta(k, n_calibration - k + 1).ppf(quantile))
+
+
 def flag_count_test(
     n_flagged: int, n_rows: int, n_calibration: int, tpr: float, subject: str = ""
 ) -> TestResult:
@@ -132,8 +147,10 @@ def score_distribution_test(
     """
     scores = np.asarray(scores, dtype=np.float64)
     calibration_scores = np.asarray(calibration_scores, dtype=np.float64)
+    # exact p-values cost O(n·m); beyond small samples the asymptotic one is accurate
+    method = "exact" if len(scores) * len(calibration_scores) <= 250_000 else "asymp"
     # alternative="less": the night's CDF lies below the calibration CDF, i.e. larger scores
-    result = stats.ks_2samp(scores, calibration_scores, alternative="less")
+    result = stats.ks_2samp(scores, calibration_scores, alternative="less", method=method)
     return TestResult(
         name="score_distribution",
         statistic=float(result.statistic),
@@ -533,6 +550,7 @@ def cusum_threshold(
     p0: float,
     p1: float,
     n_calibration: int,
+    expected_rate: float | None = None,
     n_streams: int = 1000,
     n_nights: int = 3000,
     seed: int = 0,
@@ -542,7 +560,10 @@ def cusum_threshold(
     Simulated under the beta-binomial null: each of ``n_streams`` streams draws
     its true ID flag rate U ~ Beta(K, m - K + 1) once (one calibration set
     serves a stream for its whole life) and then ``n_nights`` counts
-    Binomial(``n_rows``, U). h is the smallest level whose alarm rate per
+    Binomial(``n_rows``, U). K = ``expected_rate`` (m + 1); ``expected_rate``
+    defaults to ``p0``, but the CUSUM's ``p0`` may be set above it (an upper
+    quantile of U, as :mod:`drift.gate` does) so that an unlucky calibration
+    set does not keep it near its alarm level. h is the smallest level whose alarm rate per
     night, restarting after each alarm, is <= 1 / ``arl0_nights``; found by
     bisection on common random numbers, so it is deterministic for a seed.
     Vectorised over streams; cached per argument tuple.
@@ -561,7 +582,7 @@ def cusum_threshold(
     >>> 2.0 < h < 10.0
     True
     """
-    k = round(p0 * (n_calibration + 1))
+    k = round((p0 if expected_rate is None else expected_rate) * (n_calibration + 1))
     rng = np.random.default_rng(seed)
     rates = rng.beta(k, n_calibration - k + 1, size=n_streams)
     counts = rng.binomial(n_rows, rates[:, None], size=(n_streams, n_nights))
