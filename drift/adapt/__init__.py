@@ -1,0 +1,41 @@
+"""Adaptation to confirmed shifts (DESIGN.md §5): MOL few-shot re-adaptation and EAR growth.
+
+* :class:`MetaOODLearner` — meta-learned initialisation, adapted from scratch each
+  night in a few SGD steps on the night's feedback-labelled rows (MOL, reconstructed).
+* :class:`EARModel` — frozen model + per-domain adaptors chosen by a zero-shot NAS
+  proxy + HDC routing (EAR, reconstructed).
+* :func:`trainable_module` / :func:`export_module` — the deployed model as a
+  trainable ``nn.Module`` and back to a ``torch.export`` program.
+"""
+
+from drift.adapt._artifact import AdaptFileError
+from drift.adapt.ear import DEFAULT_CANDIDATES, AdaptorSpec, EARModel, naswot_score
+from drift.adapt.models import export_module, trainable_module
+from drift.adapt.mol import (
+    EnergyMarginLoss,
+    MetaOODLearner,
+    ShiftFn,
+    energy,
+    fine_tune,
+    logits_of,
+    mixed_outliers,
+)
+from drift.adapt.shifts import random_corruption
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "AdaptFileError",
+    "AdaptorSpec",
+    "EARModel",
+    "EnergyMarginLoss",
+    "MetaOODLearner",
+    "ShiftFn",
+    "energy",
+    "export_module",
+    "fine_tune",
+    "logits_of",
+    "mixed_outliers",
+    "naswot_score",
+    "random_corruption",
+    "trainable_module",
+]
