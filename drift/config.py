@@ -109,7 +109,9 @@ class ReferenceSpec(_Strict):
 
     path: Path
     label_column: str | None = None
-    #: share of reference rows held out of every detector bank for calibration
+    #: rows for thresholds only, in no detector bank; best: rows the model never trained on
+    calibration_path: Path | None = None
+    #: without calibration_path: share of reference rows held out of every bank for calibration
     calibration_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
     seed: int = 0
 
@@ -179,6 +181,7 @@ def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
 
     monitor.source.landing = resolve(monitor.source.landing)
     monitor.reference.path = resolve(monitor.reference.path)
+    monitor.reference.calibration_path = resolve(monitor.reference.calibration_path)
     monitor.model.path = resolve(monitor.model.path)
     return monitor
 

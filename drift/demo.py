@@ -90,15 +90,20 @@ def build_world(home: Path, script: list[Night], seed: int, rows_per_night: int)
     (root / "landing").mkdir(parents=True)
     split = digits.load_digits_split(seed=seed)
     # 12 epochs reach ~99% test accuracy; the demo's time budget is minutes, not hours
-    model = digits.train_digits_model(split.x_train, split.y_train, split.n_classes, seed=seed, epochs=12)
+    model = digits.train_digits_model(
+        split.x_train, split.y_train, split.n_classes, seed=seed, epochs=12
+    )
     program = torch.export.export(
         model, (torch.zeros(2, digits.N_PIXELS),), dynamic_shapes=({0: torch.export.Dim("rows")},)
     )
     torch.export.save(program, str(root / "model.pt2"))
 
-    x_ref = np.concatenate([split.x_train, split.x_calib])
-    y_ref = np.concatenate([split.y_train, split.y_calib])
-    _frame(x_ref, np.arange(len(x_ref)), y_ref).to_parquet(root / "reference.parquet")
+    # bank = the training rows; thresholds = rows the model never saw, like production's
+    _frame(split.x_train, np.arange(len(split.x_train)), split.y_train).to_parquet(
+        root / "reference.parquet"
+    )
+    ids = np.arange(len(split.x_calib)) + len(split.x_train)
+    _frame(split.x_calib, ids, split.y_calib).to_parquet(root / "calibration.parquet")
 
     rng = np.random.default_rng(seed)
     for i, night in enumerate(script):

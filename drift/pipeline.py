@@ -131,16 +131,18 @@ def fit_monitor(
     monitor: MonitorConfig,
     *,
     reference: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
     model_file: Path | None = None,
     origin: str = "fit",
     promote: bool = True,
 ) -> dict[str, Any]:
     """Reference -> fitted detectors + conformal calibration, as a new model version.
 
-    A share ``reference.calibration_fraction`` of the rows is held out of every
-    detector bank and used only to calibrate thresholds (DESIGN §3).
-    ``model_file`` (an adapted ``torch.export`` program) is stored with the
-    version and replaces the configured model for it.
+    Thresholds are calibrated on rows in no detector bank (DESIGN §3): the
+    ``reference.calibration_path`` file when configured (best: rows the model
+    never trained on), else a held-out share ``calibration_fraction`` of the
+    reference. ``model_file`` (an adapted ``torch.export`` program) is stored
+    with the version and replaces the configured model for it.
     """
     ref_cfg = monitor.reference
     columns = list(dict.fromkeys([*_model_columns(monitor), *monitor.source.input_columns]))
@@ -148,41 +150,51 @@ def fit_monitor(
         columns.append(ref_cfg.label_column)
     if reference is None:
         reference = sources.read_reference(ref_cfg.path, columns)
+    if calibration is None and ref_cfg.calibration_path is not None:
+        calibration = sources.read_reference(ref_cfg.calibration_path, columns)
+    if calibration is None:
+        order = np.random.default_rng(ref_cfg.seed).permutation(len(reference))
+        n_calib = max(1, int(round(len(reference) * ref_cfg.calibration_fraction)))
+        calibration = reference.iloc[np.sort(order[:n_calib])]
+        reference = reference.iloc[np.sort(order[n_calib:])]
+    calibration = calibration.reset_index(drop=True)
+
     spec = monitor.model
     if model_file is not None:
         spec = spec.model_copy(update={"format": "export", "path": Path(model_file)})
-    embedded = Embedder(spec, monitor.source.input_columns).embed_frame(reference)
-    labels = reference[ref_cfg.label_column].to_numpy(np.int64) if ref_cfg.label_column else None
-    batch = FeatureBatch(embedded.features, embedded.logits, labels=labels)
+    embedder = Embedder(spec, monitor.source.input_columns)
 
-    order = np.random.default_rng(ref_cfg.seed).permutation(len(batch))
-    n_calib = max(1, int(round(len(batch) * ref_cfg.calibration_fraction)))
-    calib_idx, bank_idx = np.sort(order[:n_calib]), np.sort(order[n_calib:])
-    bank, calibration = batch.take(bank_idx), batch.take(calib_idx)
+    def embed(frame: pd.DataFrame) -> FeatureBatch:
+        embedded = embedder.embed_frame(frame)
+        labels = frame[ref_cfg.label_column].to_numpy(np.int64) if ref_cfg.label_column else None
+        return FeatureBatch(embedded.features, embedded.logits, labels=labels)
+
+    bank, calibration_batch = embed(reference), embed(calibration)
 
     with tempfile.TemporaryDirectory(dir=_ensure(monitor_dir(settings, monitor))) as tmp:
         staging = Path(tmp) / "version"
         for spec in monitor.detectors:
             detector = get_detector(spec.name, **spec.params).fit(bank)
             detector.save(staging / "detectors" / spec.name)
-            ConformalCalibrator(tpr=monitor.tpr).fit(detector.score(calibration)).save(
+            ConformalCalibrator(tpr=monitor.tpr).fit(detector.score(calibration_batch)).save(
                 staging / "calibration" / spec.name
             )
         if model_file is not None:
             shutil.copyfile(model_file, staging / "model.pt2")
-        sample = reference.iloc[calib_idx][monitor.source.input_columns].reset_index(drop=True)
-        sample = pd.concat([sample, pd.DataFrame(_feature_columns(calibration))], axis=1)
-        if calibration.logits is not None:
-            sample["pred"] = calibration.logits.argmax(axis=1)
+        # the batch-level tests compare each night with unseen in-distribution rows
+        sample = calibration[monitor.source.input_columns]
+        sample = pd.concat([sample, pd.DataFrame(_feature_columns(calibration_batch))], axis=1)
+        if calibration_batch.logits is not None:
+            sample["pred"] = calibration_batch.logits.argmax(axis=1)
         sample.head(SAMPLE_ROWS).to_parquet(staging / "reference_sample.parquet")
         manifest = {
             "monitor": monitor.name,
             "detectors": [d.name for d in monitor.detectors],
             "tpr": monitor.tpr,
             "n_bank": len(bank),
-            "n_calibration": len(calibration),
-            "n_classes": None if batch.logits is None else int(batch.logits.shape[1]),
-            "feature_dim": int(batch.features.shape[1]),
+            "n_calibration": len(calibration_batch),
+            "n_classes": None if bank.logits is None else int(bank.logits.shape[1]),
+            "feature_dim": int(bank.features.shape[1]),
             "origin": origin,
             "model_file": "model.pt2" if model_file is not None else None,
             "created_at": utcnow().isoformat(),
@@ -434,7 +446,9 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> dict
         previous = repo.previous_batch(session, monitor_id, batch_date)
         evidence = _night_evidence(session, batch, batch_date)
         decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
-        event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
+        event = events.record_decision(
+            session, monitor_id, batch, decision
+        )  # sets verdict, gate_state
         batch.status = "succeeded"
         batch.error = None
         batch.finished_at = utcnow()
