@@ -1,0 +1,196 @@
+"""Alerts against a real local HTTP server and a real local SMTP server; no mocks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from drift.alerts import AlertSettings, alert_batch_failed, dispatch
+from drift.store.db import get_engine
+from drift.store.models import Alert
+
+TOKEN = "T0KEN-s3cr3t-9f8e7d"
+PASSWORD = "smtp-pa55word-xyz"
+
+
+class WebhookServer:
+    """A Slack-like endpoint on 127.0.0.1: fails the first ``fail_first`` POSTs with 500.
+
+    Its error reason echoes the request path, token included, so a sink that
+    copied error text verbatim would leak the secret.
+    """
+
+    def __init__(self) -> None:
+        self.fail_first = 0
+        self.received: list[dict] = []
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests += 1
+                if server.requests <= server.fail_first:
+                    self.send_response(500, f"boom at {self.path}")
+                    self.end_headers()
+                    return
+                server.received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}/services/T000/B000/{TOKEN}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[object, list]]:
+    """aiosmtpd on 127.0.0.1 with AUTH; a wrong password is answered with the password echoed."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    messages: list = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802, ANN201
+            messages.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        ok = auth_data.login == b"drift" and auth_data.password == PASSWORD.encode()
+        if ok:
+            return AuthResult(success=True)
+        echoed = auth_data.password.decode()
+        return AuthResult(success=False, handled=False, message=f"535 bad password {echoed}")
+
+    with socket.socket() as probe:  # the Controller needs a concrete port to self-check
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False
+    )
+    controller.start()
+    yield controller, messages
+    controller.stop()
+
+
+def drift_logs(caplog: pytest.LogCaptureFixture) -> str:
+    """Our log lines only (the test SMTP server's own debug log echoes what it was sent)."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("drift"))
+
+
+def settings_for(webhook: WebhookServer | None = None, email: dict | None = None, **kw: object) -> AlertSettings:
+    return AlertSettings(
+        webhook={"url": webhook.url, "timeout_seconds": 5} if webhook else None,
+        email=email,
+        backoff_seconds=0.01,
+        **kw,
+    )
+
+
+def send(url: str, settings: AlertSettings, key: str = "digits:2025-01-01:ood_surge") -> Alert:
+    with Session(get_engine(url), expire_on_commit=False) as session, session.begin():
+        return dispatch(
+            session, settings, kind="ood_surge", dedupe_key=key,
+            message="[digits] OOD surge: knn 31%", payload={"ood_rate": {"knn": 0.31}},
+        )
+
+
+def test_same_key_is_delivered_once(db_url: str, webhook: WebhookServer) -> None:
+    settings = settings_for(webhook)
+    first, second = send(db_url, settings), send(db_url, settings)
+    assert first.id == second.id and second.status == "sent"
+    assert len(webhook.received) == 1
+    body = webhook.received[0]
+    assert body["text"] == "[digits] OOD surge: knn 31%" and body["blocks"]
+    with Session(get_engine(db_url)) as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+def test_a_failing_webhook_is_retried_until_it_delivers(sqlite_url: str, webhook: WebhookServer) -> None:
+    webhook.fail_first = 2
+    alert = send(sqlite_url, settings_for(webhook, max_attempts=3))
+    assert alert.status == "sent" and alert.attempts == 3 and alert.last_error is None
+    assert webhook.requests == 3 and len(webhook.received) == 1
+
+
+def test_permanent_failure_is_recorded_not_raised_and_secrets_stay_out(
+    sqlite_url: str, webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.fail_first = 10**6
+    caplog.set_level(logging.DEBUG)
+    alert = send(sqlite_url, settings_for(webhook, max_attempts=2))
+    assert alert.status == "failed" and alert.attempts == 2
+    assert "HTTP 500" in alert.last_error
+    assert TOKEN not in alert.last_error and TOKEN not in drift_logs(caplog)
+    assert "boom at" in drift_logs(caplog)  # the server's words are kept, its secret is not
+    # the log sink delivered, so a later retry only tries the webhook again
+    webhook.fail_first = 0
+    webhook.requests = 0
+    retried = send(sqlite_url, settings_for(webhook))
+    assert retried.status == "sent" and len(webhook.received) == 1
+    assert retried.payload["_sinks"] == {"log": "sent", "webhook": "sent"}
+    assert drift_logs(caplog).count("OOD surge: knn 31%") == 1  # the log line was not repeated
+
+
+def test_email_is_sent_once_and_the_password_never_leaks(
+    sqlite_url: str, smtp_server: tuple, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller, messages = smtp_server
+    email = {
+        "smtp_host": "127.0.0.1", "smtp_port": controller.port, "sender": "drift@example.org",
+        "recipients": ["oncall@example.org"], "username": "drift",
+        "password_env": "DRIFT_TEST_SMTP_PASSWORD", "starttls": False, "timeout_seconds": 5,
+    }
+    monkeypatch.setenv("DRIFT_TEST_SMTP_PASSWORD", PASSWORD)
+    settings = settings_for(email=email, log=False)
+    assert send(sqlite_url, settings).status == "sent"
+    assert send(sqlite_url, settings).status == "sent"
+    assert len(messages) == 1 and messages[0].rcpt_tos == ["oncall@example.org"]
+    assert b"OOD surge" in messages[0].content
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DRIFT_TEST_SMTP_PASSWORD", "wrong-" + PASSWORD)  # server echoes it back
+    failed = send(sqlite_url, settings_for(email=email, log=False, max_attempts=2), key="k2")
+    assert failed.status == "failed" and "535" in failed.last_error
+    for text in (failed.last_error, drift_logs(caplog)):
+        assert PASSWORD not in text
+    assert "***" in failed.last_error
+    assert PASSWORD not in repr(settings)
+
+
+def test_batch_failed_helper_dedupes_per_night(sqlite_url: str) -> None:
+    settings = AlertSettings()
+    for _ in range(2):
+        with Session(get_engine(sqlite_url), expire_on_commit=False) as session, session.begin():
+            alert = alert_batch_failed(session, settings, "digits", date(2025, 1, 2), "InvalidBatchError: row 3")
+    assert alert.kind == "batch_failed" and alert.severity == "error" and alert.attempts == 1
