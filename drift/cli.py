@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -182,6 +183,152 @@ def _event_record(event) -> dict:  # noqa: ANN001
         "last_seen": event.last_seen.isoformat(),
         "evidence": event.evidence,
     }
+
+
+@app.command()
+def status(monitor: MonitorOption = None) -> None:
+    """Per monitor: the last night and its verdict, open events, the active model version.
+
+    Example: `drift status`
+    """
+    from drift.events import list_events
+    from drift.store import repo
+    from drift.store.db import session_scope
+
+    settings = Settings()
+    table = Table(title="driftwatch status")
+    for column in ("monitor", "last night", "verdict", "open events", "active version"):
+        table.add_column(column)
+    with session_scope(settings.db_url) as session:
+        for m in _monitors(monitor):
+            row = repo.get_monitor_row(session, m.name)
+            if row is None:
+                table.add_row(m.name, "-", "never run", "-", "not fitted")
+                continue
+            batches = repo.list_batches(session, row.id)
+            last = batches[-1] if batches else None
+            verdict = (last.verdict or last.status) if last else "-"
+            open_events = list_events(
+                session, monitor=row.id, status=("warning", "confirmed", "adapting")
+            )
+            version = repo.active_version(session, row.id)
+            table.add_row(
+                m.name,
+                last.batch_date.isoformat() if last else "-",
+                f"{verdict} ({last.error})" if last and last.status == "failed" else verdict,
+                ", ".join(f"#{e.id} {e.status} {e.shift_type or ''}".strip() for e in open_events)
+                or "none",
+                f"v{version.version} ({version.origin})" if version else "not fitted",
+            )
+    console.print(table)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First night, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last night, YYYY-MM-DD (inclusive).")],
+    monitor: MonitorOption = None,
+    rerun: Annotated[bool, typer.Option(help="Also re-run nights that already succeeded.")] = False,
+) -> None:
+    """Run missed nights between START and END in order (the gate is sequential).
+
+    Example: `drift backfill --start 2026-11-01 --end 2026-11-24`
+    """
+    from datetime import timedelta
+
+    from drift import pipeline
+    from drift.store import repo
+    from drift.store.db import session_scope
+
+    settings = Settings()
+    first, last = _parse_date(start), _parse_date(end)
+    if last < first:
+        _fail(f"--end {last} is before --start {first}")
+    failures = 0
+    for m in _monitors(monitor):
+        with session_scope(settings.db_url) as session:
+            row = repo.get_monitor_row(session, m.name)
+            done = set()
+            if row is not None and not rerun:
+                done = {
+                    b.batch_date
+                    for b in repo.list_batches(session, row.id, first, last)
+                    if b.status == "succeeded"
+                }
+        nights = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        missed = [n for n in nights if n not in done]
+        console.print(f"{m.name}: {len(missed)} of {len(nights)} nights to run")
+        for night in missed:
+            try:
+                decision = pipeline.run_night(settings, m, night)
+                console.print(f"  {night}: {decision['verdict']}")
+            except pipeline.BatchFailedError as exc:
+                err_console.print(
+                    f"  [red]{night}: failed[/] {exc}", highlight=False, soft_wrap=True
+                )
+                failures += 1
+    if failures:
+        raise typer.Exit(1)
+
+
+feedback_app = typer.Typer(help="Delayed true labels for production rows.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV or parquet with columns batch_date, row_id, label.")
+    ],
+    monitor: Annotated[
+        str, typer.Option("--monitor", "-m", help="The monitor the rows belong to.")
+    ],
+) -> None:
+    """Load delayed labels (idempotent: a re-imported row keeps one label, the latest).
+
+    Example: `drift feedback import labels-2026-11-20.csv --monitor fraud_scorer`
+    """
+    from drift.feedback import import_labels
+
+    settings = Settings()
+    _monitors(monitor)  # a clear error for an unknown monitor
+    n_rows = import_labels(settings.db_url, monitor, file)
+    console.print(f"{monitor}: {n_rows} labels imported from {file}")
+
+
+@app.command("adapt")
+def adapt_event(
+    event: Annotated[int, typer.Option("--event", "-e", help="Id of a confirmed drift event.")],
+    monitor: MonitorOption = None,
+) -> None:
+    """Adapt, validate and (if better) promote a model for a confirmed event - what drift_adapt runs.
+
+    Example: `drift adapt --event 3 --monitor digits_demo`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    (m,) = _monitors(monitor) if monitor else _monitors(None)[:1]
+    result = pipeline.adapt_for_event(settings, m, event)
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    console.print(f"event {event}: {verdict} - {'; '.join(result['reasons']) or 'validated'}")
+
+
+@app.command("meta-train")
+def meta_train(monitor: MonitorOption = None) -> None:
+    """Meta-train MOL's initialisation on shifts simulated from the reference - what drift_meta_train runs.
+
+    Example: `drift meta-train --monitor digits_demo`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    for m in _monitors(monitor):
+        with console.status(f"meta-training {m.name}"):
+            result = pipeline.meta_train(settings, m)
+        console.print(
+            f"{m.name}: meta-initialisation saved ({result['path']}), final loss {result['final_loss']:.3f}"
+        )
 
 
 @app.command()

@@ -122,9 +122,19 @@ class DetectorSpec(_Strict):
 
 
 class AdaptationSettings(_Strict):
+    """What the adaptation DAG does with a confirmed shift (DESIGN §5)."""
+
     enabled: bool = True
-    #: minimum labelled rows before an adaptation may run
+    #: feedback-labelled rows of the shifted nights needed before an adaptation may run
     min_labels: int = Field(default=50, ge=1)
+    #: "package.module:factory" returning shift_fn(rows, rng) that simulates shifts of the
+    #: reference for MOL meta-training; default: Gaussian input noise of random strength
+    meta_shift: str = "drift.adapt.shifts:gaussian_noise"
+    meta_iterations: int = Field(default=150, ge=1)
+    inner_steps: int = Field(default=5, ge=1)
+    inner_lr: float = Field(default=0.02, gt=0)
+    #: the candidate may lose at most this much accuracy on old-domain rows
+    max_old_domain_drop: float = Field(default=0.02, ge=0)
 
 
 class MonitorConfig(_Strict):

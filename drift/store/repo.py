@@ -99,6 +99,12 @@ def promote_version(session: Session, version: ModelVersion) -> None:
     version.promoted_at = utcnow()
 
 
+def get_version(session: Session, monitor_id: int, version: int) -> ModelVersion:
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.monitor_id == monitor_id, ModelVersion.version == version)
+    ).one()
+
+
 def active_version(session: Session, monitor_id: int) -> ModelVersion | None:
     return session.scalars(
         select(ModelVersion).where(ModelVersion.monitor_id == monitor_id, ModelVersion.status == "active")
