@@ -16,7 +16,12 @@ domain-incremental learning. No EAR code or full text was available (``methods.m
   cosine: ``routing="class"`` compares a row with every domain's class hypervectors
   (the domain of the best class wins), ``routing="domain"`` with each domain's single
   bundled domain hypervector. Domain 0 is the original domain, served by the
-  model's own, untouched classifier head.
+  model's own, untouched classifier head;
+* the original domain's similarity gets the smallest bonus that keeps a fraction
+  ``original_keep`` of its own reference rows on the original head (recalibrated
+  after each new domain). Rows of the original domain sit near the centre of the
+  hyperspace, where cosine is a poor guide; without the bonus about 10 % of clean
+  digits are misrouted to an adaptor, which is exactly the forgetting EAR must avoid.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ FrozenModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _ADAPTORS_FILE = "adaptors.safetensors"
 _HDC_FOLDER = "hdc"
+_MAX_REFERENCE_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,9 @@ class EARModel:
     routing
         ``"class"`` (nearest class hypervector of any domain) or ``"domain"``
         (nearest bundled domain hypervector).
+    original_keep
+        fraction in (0, 1] of the original domain's reference rows that must stay
+        routed to it (see the module docstring); None = plain nearest hypervector.
     hdc_dim
         hypervector dimension of the HDC detector.
     proxy_rows
@@ -167,6 +176,11 @@ class EARModel:
         shared projection; its class ids are ``domain * n_classes_ + label``.
     domain_vectors_ : ndarray (n_domains, D)
         unit bundled hypervector of each domain's rows.
+    reference_features_ : Tensor (m, d)
+        up to ``_MAX_REFERENCE_ROWS`` original-domain feature rows, to calibrate
+        ``original_bonus_``.
+    original_bonus_ : float
+        added to the original domain's similarity when routing.
 
     Examples
     --------
@@ -179,8 +193,8 @@ class EARModel:
     >>> shifted = x + np.float32(8.0) * np.eye(6, dtype=np.float32)[5]  # a new domain
     >>> ear = EARModel(Frozen(), hdc_dim=256, epochs=50).fit(x, y)
     >>> ear = ear.add_domain(shifted, y, "shifted")
-    >>> ear.domain_names_, float((ear.route(shifted) == 1).mean())
-    (['original', 'shifted'], 1.0)
+    >>> ear.domain_names_, float((ear.route(shifted) == 1).mean()), float((ear.route(x) == 0).mean())
+    (['original', 'shifted'], 0.96, 0.99)
     >>> original = ear.route(x) == 0  # rows kept on the original head get its exact logits
     >>> bool(np.array_equal(ear.predict(x)[original], Frozen()(torch.as_tensor(x[original]))[1].numpy()))
     True
@@ -201,6 +215,7 @@ class EARModel:
         candidates: Sequence[tuple[int, ...]] = DEFAULT_CANDIDATES,
         max_params: int | None = None,
         routing: str = "class",
+        original_keep: float | None = 0.99,
         hdc_dim: int = 4096,
         proxy_rows: int = 32,
         epochs: int = 200,
@@ -212,6 +227,7 @@ class EARModel:
         self.candidates = candidates
         self.max_params = max_params
         self.routing = routing
+        self.original_keep = original_keep
         self.hdc_dim = hdc_dim
         self.proxy_rows = proxy_rows
         self.epochs = epochs
@@ -244,6 +260,9 @@ class EARModel:
         self.adaptor_specs_: list[AdaptorSpec] = []
         self.proxy_scores_: list[dict[str, float]] = []
         self.domain_vectors_ = self.hdc_.domain_hypervector(FeatureBatch(features.numpy()))[None]
+        rows = np.random.default_rng(self.seed).permutation(len(features))[:_MAX_REFERENCE_ROWS]
+        self.reference_features_ = features[np.sort(rows)]
+        self.original_bonus_ = 0.0
         return self
 
     def add_domain(self, x: Any, y: Any, name: str) -> Self:
@@ -265,7 +284,16 @@ class EARModel:
         self.adaptors_.append(adaptor)
         self.adaptor_specs_.append(spec)
         self.proxy_scores_.append({_key(s): v for s, v in zip(specs, scores, strict=True)})
+        self.original_bonus_ = self._calibrate_bonus()
         return self
+
+    def _calibrate_bonus(self) -> float:
+        """Smallest bonus keeping ``original_keep`` of the original reference rows on domain 0."""
+        if self.original_keep is None:
+            return 0.0
+        similarities = self._domain_similarities(self.reference_features_)
+        lead_of_best_new = similarities[:, 1:].max(axis=1) - similarities[:, 0]
+        return max(0.0, float(np.quantile(lead_of_best_new, self.original_keep)))
 
     def rank_candidates(self, features: torch.Tensor) -> tuple[list[AdaptorSpec], list[float]]:
         """Candidates sorted by NASWOT score on (up to ``proxy_rows`` of) ``features``, best first.
@@ -306,18 +334,23 @@ class EARModel:
         return self._route_features(self._forward(x)[0])
 
     def _route_features(self, features: torch.Tensor) -> np.ndarray:
+        similarities = self._domain_similarities(features)
+        similarities[:, 0] += self.original_bonus_
+        return similarities.argmax(axis=1)
+
+    def _domain_similarities(self, features: torch.Tensor) -> np.ndarray:
+        """(n, n_domains) cosine similarity of each row to each domain (per ``routing``)."""
         batch = FeatureBatch(features.numpy())
         if self.routing == "domain":
             rows = self.hdc_.hypervectors(batch.features)
             rows /= np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12
-            return (rows @ self.domain_vectors_.T).argmax(axis=1)
+            return rows @ self.domain_vectors_.T
         similarities = self.hdc_.class_similarities(batch)
         class_domain = self.hdc_.classes_ // self.n_classes_
-        per_domain = np.stack(
+        return np.stack(
             [similarities[:, class_domain == d].max(axis=1) for d in range(len(self.domain_names_))],
             axis=1,
         )
-        return per_domain.argmax(axis=1)
 
     def predict(self, x: Any) -> np.ndarray:
         """float32 (n, n_classes) logits, each row from the head of the domain it is routed to."""
@@ -349,10 +382,14 @@ class EARModel:
             "domain_names_": self.domain_names_,
             "adaptor_specs_": [list(s.hidden) for s in self.adaptor_specs_],
             "proxy_scores_": self.proxy_scores_,
+            "original_bonus_": self.original_bonus_,
         }
         with atomic_folder(path, self.kind, meta) as tmp:
             self.hdc_.save(tmp / _HDC_FOLDER)
-            tensors = {"domain_vectors_": torch.as_tensor(self.domain_vectors_)}
+            tensors = {
+                "domain_vectors_": torch.as_tensor(self.domain_vectors_),
+                "reference_features_": self.reference_features_.contiguous(),
+            }
             for d, adaptor in enumerate(self.adaptors_, start=1):
                 tensors |= {f"{d}.{k}": v.contiguous() for k, v in adaptor.state_dict().items()}
             save_file(tensors, str(tmp / _ADAPTORS_FILE))
@@ -371,6 +408,8 @@ class EARModel:
         ear.hdc_ = HDCDetector.load(Path(path) / _HDC_FOLDER)
         tensors = load_file(str(Path(path) / _ADAPTORS_FILE))
         ear.domain_vectors_ = tensors.pop("domain_vectors_").numpy()
+        ear.reference_features_ = tensors.pop("reference_features_")
+        ear.original_bonus_ = meta["original_bonus_"]
         in_dim = ear.hdc_.projection_.shape[0]
         ear.adaptors_ = []
         for d, spec in enumerate(ear.adaptor_specs_, start=1):
