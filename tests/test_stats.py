@@ -130,11 +130,11 @@ def test_mmd_blockwise_equals_the_full_matrix() -> None:
     x, y = rng.normal(size=(37, 3)), rng.normal(0.3, 1, size=(23, 3))
     bandwidth = median_bandwidth(torch.as_tensor(np.vstack([x, y])))
     expected = _full_unbiased_mmd2(x, y, bandwidth)
-    for block_size in (5, 16, 4096):
+    for block_size in (13, 4096):
         result = mmd_test(x, y, n_permutations=20, block_size=block_size, device="cpu")
         assert result.statistic == pytest.approx(expected, rel=1e-9, abs=1e-12)
     # the permutation p-value does not depend on the tiling either
-    p_values = {mmd_test(x, y, n_permutations=50, block_size=b, device="cpu").p_value for b in (5, 64)}
+    p_values = {mmd_test(x, y, n_permutations=50, block_size=b, device="cpu").p_value for b in (13, 64)}
     assert len(p_values) == 1
 
 
@@ -142,9 +142,9 @@ def test_mmd_permutation_null_is_calibrated() -> None:
     rng = np.random.default_rng(5)
     p_null = np.array(
         [mmd_test(rng.normal(size=(60, 4)), rng.normal(size=(60, 4)), n_permutations=40,
-                  seed=s, device="cpu").p_value for s in range(150)]
+                  seed=s, device="cpu").p_value for s in range(100)]
     )
-    assert np.mean(p_null <= 0.1) <= upper_tolerance(0.1, 150)
+    assert np.mean(p_null <= 0.1) <= upper_tolerance(0.1, 100)
 
 
 def test_mmd_detects_a_mean_shift_quadratic_and_linear() -> None:
@@ -173,7 +173,7 @@ def test_mmd_on_100k_by_100k_inputs_in_bounded_memory() -> None:
 def test_bh_and_bonferroni() -> None:
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
     assert benjamini_hochberg(p, q=0.05).tolist() == [True, True] + [False] * 8
-    assert benjamini_hochberg(p, q=0.1).sum() == 7
+    assert benjamini_hochberg(p, q=0.1).sum() == 6  # p(6) = 0.06 <= 6 · 0.01; p(7) = 0.074 > 0.07
     statsmodels_like = np.minimum(1, np.minimum.accumulate((p * 10 / np.arange(1, 11))[::-1])[::-1])
     np.testing.assert_allclose(bh_adjusted(p), statsmodels_like)
     assert bonferroni(p, alpha=0.05).tolist() == [True] + [False] * 9
