@@ -465,13 +465,21 @@ def column_panel(
 
 
 def top_columns(column_tests: pd.DataFrame, night: date) -> pd.DataFrame:
-    """The night's per-column tests, most drifted first (smallest BH p-value, then largest
-    effect), with how many nights in range each column was flagged."""
+    """The night's per-column tests, most telling first, with how many nights in range each
+    column was flagged.
+
+    Order: drifted tonight (BH, the gate's FDR) first; among those, columns flagged on fewer
+    nights of the range first — a column flagged every night is a standing difference between
+    reference and production, not tonight's shift; then smallest BH p-value, largest effect.
+    """
     flagged = column_tests[column_tests["significant"].astype(bool)].groupby("column").size()
     tonight = column_tests[column_tests["night"] == night].copy()
     tonight["nights_flagged"] = tonight["column"].map(flagged).fillna(0).astype(int)
-    ranked = tonight.sort_values(["p_value", "effect_size"], ascending=[True, False])
-    return ranked.head(TOP_COLUMN_ROWS).reset_index(drop=True)
+    tonight["quiet"] = ~tonight["significant"].astype(bool)
+    ranked = tonight.sort_values(
+        ["quiet", "nights_flagged", "p_value", "effect_size"], ascending=[True, True, True, False]
+    )
+    return ranked.drop(columns="quiet").head(TOP_COLUMN_ROWS).reset_index(drop=True)
 
 
 def _night_panels(
@@ -627,14 +635,14 @@ def histogram_figure(panels: Sequence[HistogramPanel], title: str, night_label: 
         ax.stairs(panel.night, panel.edges, lw=1.5, color="C3", label=night_label)
         if panel.marker is not None:
             ax.axvline(panel.marker, color="k", ls="--", lw=1, label="threshold")
-        title = panel.title
+        panel_title = panel.title
         if max(panel.reference.max(), panel.night.max()) >= 0.5:
             # mass on one value would flatten every other bar, where the change is
             ax.set_yscale("log")
-            title += ", log scale"
+            panel_title += ", log scale"
         if panel.categories is not None:
             ax.set_xticks(range(len(panel.categories)), panel.categories, rotation=45, fontsize=7)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
@@ -772,6 +780,10 @@ def _image(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _figure_or_note(figures: dict[str, bytes], name: str, alt: str) -> str:
     if name in figures:
         return _image(figures[name], alt)
@@ -782,7 +794,7 @@ def _header(data: ReportData) -> str:
     verdicts = data.nights["verdict"].value_counts()
     versions = data.nights["version_path"].dropna().map(lambda p: Path(p).name).unique()
     counts = "".join(
-        f"<span>{_badge(v)} {int(verdicts.get(v, 0))} nights</span>"
+        f"<span>{_badge(v)} {_plural(int(verdicts.get(v, 0)), 'night')}</span>"
         for v in ("ok", "warn", "confirm")
     )
     failed = int((data.nights["status"] == "failed").sum())
@@ -791,7 +803,7 @@ def _header(data: ReportData) -> str:
         f'<p class="muted">nights {data.start} to {data.end} ({len(data.nights)} nights) · '
         f"detectors {_e(', '.join(data.detectors))} · model versions {_e(', '.join(versions))} · "
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>"
-        f'<p class="summary">{counts}<span>{failed} failed</span><span>{len(data.events)} events</span></p>'
+        f'<p class="summary">{counts}<span>{_plural(failed, "failed night")}</span><span>{_plural(len(data.events), "event")}</span></p>'
     )
 
 
@@ -852,8 +864,11 @@ def _columns_section(data: ReportData, figures: dict[str, bytes]) -> str:
     return (
         f'<p class="muted">Per-column tests on {data.night} (KS for numbers, chi-square for categories; '
         "p-values Benjamini–Hochberg adjusted across columns; effect size: Wasserstein distance in "
-        "reference standard deviations, or total variation). Histograms use the stored samples, "
-        "not the raw rows.</p>" + table + image
+        "reference standard deviations, or total variation). Columns that drifted tonight come "
+        "first, those flagged on few nights of the range before those flagged on most (a standing "
+        "difference, not tonight's shift). Histograms use the stored samples, not the raw rows.</p>"
+        + table
+        + image
     )
 
 

@@ -1,0 +1,213 @@
+"""The HTML report of a real demo-style run: content, size, self-containment, and how a
+browser renders it (headless Chromium, when installed; required with CI=true)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drift.report import MAX_DEMO_REPORT_BYTES, ReportError, render_plots, render_report
+
+FIRST_NIGHT = date(2026, 11, 1)
+#: the demo script's first 10 nights: 6 clean, 3 with 30% novel classes, 1 clean
+N_NIGHTS = 10
+NOVEL_NIGHTS = {FIRST_NIGHT + timedelta(days=i) for i in (6, 7, 8)}
+SCREENSHOT_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "screenshot_report.sh"
+DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Fit, run ten demo nights (one confirmed semantic event), record one adaptation.
+
+    Module-scoped so that every test here reads the same run: the session's demo world
+    (``demo_world``) with its own DRIFT_HOME and SQLite event store.
+    """
+    from drift import pipeline
+    from drift.config import Settings, get_monitor
+    from drift.store.db import session_scope, upgrade
+    from drift.store.models import Adaptation, DriftEvent
+
+    home = tmp_path_factory.mktemp("report_home")
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'drift.db'}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DRIFT_CONFIG", raising=False)
+        patch.setenv("DRIFT_HOME", str(demo_world))  # the monitor's base_dir: ${DRIFT_HOME}/demo
+        monitor = get_monitor("digits_demo")
+    upgrade(settings.db_url)
+    pipeline.fit_monitor(settings, monitor)
+    decisions = [
+        pipeline.run_night(settings, monitor, FIRST_NIGHT + timedelta(days=i))
+        for i in range(N_NIGHTS)
+    ]
+    with session_scope(settings.db_url) as session:
+        event = session.query(DriftEvent).one()
+        session.add(
+            Adaptation(
+                monitor_id=event.monitor_id,
+                event_id=event.id,
+                method="mol",
+                status="promoted",
+                metrics_before={"accuracy": 0.61, "auroc": 0.83},
+                metrics_after={"accuracy": 0.87, "auroc": 0.91},
+            )
+        )
+    return settings, monitor, decisions
+
+
+@pytest.fixture(scope="module")
+def report(demo_run, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    settings, monitor, _ = demo_run
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    return render_report(settings, monitor, None, None, out=out)
+
+
+def _timeline_nights(document: str) -> list[str]:
+    timeline = document.split("<h2>Verdict timeline</h2>", 1)[1]
+    return re.findall(r"<tr[^>]*><td>(\d{4}-\d{2}-\d{2})</td>", timeline)
+
+
+def test_demo_run_has_the_event_the_report_must_show(demo_run) -> None:  # noqa: ANN001
+    _, _, decisions = demo_run
+    assert any(d["event_status"] == "confirmed" for d in decisions)
+
+
+def test_report_shows_events_with_evidence_and_adaptation(report: Path) -> None:
+    document = report.read_text()
+    assert "driftwatch report: digits_demo" in document
+    assert "<h3>Event #1</h3>" in document and "semantic" in document
+    events = document.split("<h2>Drift events</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "flag_count" in events and "score_distribution" in events  # decisive tests
+    adaptations = document.split("<h2>Adaptations</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "mol" in adaptations and "0.61" in adaptations and "0.87" in adaptations
+    assert "0.26" in adaptations  # the change in accuracy
+
+
+def test_report_timeline_has_every_night_with_its_ood_rates(report: Path) -> None:
+    document = report.read_text()
+    nights = [(FIRST_NIGHT + timedelta(days=i)).isoformat() for i in range(N_NIGHTS)]
+    assert _timeline_nights(document) == nights
+    assert "<th>OOD knn</th>" in document and "<th>OOD energy</th>" in document
+
+
+def test_report_is_self_contained_and_small(report: Path) -> None:
+    from PIL import Image
+
+    document = report.read_text()
+    images = DATA_URI.findall(document)
+    assert len(images) == 4  # OOD rate, CUSUM, score and column histograms
+    for encoded in images:
+        assert Image.open(io.BytesIO(base64.b64decode(encoded))).format == "PNG"
+    assert not re.search(r"<script|<link|src=\"(?!data:)|url\(", document)
+    assert report.stat().st_size < MAX_DEMO_REPORT_BYTES
+
+
+def test_histograms_default_to_the_most_shifted_night(report: Path) -> None:
+    document = report.read_text()
+    shown = re.search(r"<h2>Score histograms: reference vs (\S+)</h2>", document).group(1)
+    assert date.fromisoformat(shown) in NOVEL_NIGHTS
+    assert "the most shifted night in range" in document
+
+
+def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+    settings, monitor, _ = demo_run
+    out = render_report(
+        settings,
+        monitor,
+        FIRST_NIGHT,
+        FIRST_NIGHT + timedelta(days=2),
+        night=FIRST_NIGHT,
+        out=tmp_path / "quiet.html",
+    )
+    document = out.read_text()
+    assert "No drift events in this range." in document
+    assert "No adaptations in this range." in document
+    assert len(_timeline_nights(document)) == 3
+
+
+def test_a_night_outside_the_range_is_refused(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+    settings, monitor, _ = demo_run
+    with pytest.raises(ReportError, match="not a scored night"):
+        render_report(
+            settings,
+            monitor,
+            FIRST_NIGHT,
+            FIRST_NIGHT,
+            night=date(2030, 1, 1),
+            out=tmp_path / "x.html",
+        )
+
+
+def test_render_plots_writes_the_report_figures(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    settings, monitor, _ = demo_run
+    paths = render_plots(settings, monitor, None, None, out_dir=tmp_path)
+    assert [p.name for p in paths] == [
+        f"digits_demo-{name}.png" for name in ("ood_rate", "cusum", "scores", "columns")
+    ]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 300
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "chromium not installed (apt-get install -y --no-install-recommends chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the browser check must run)")
+        pytest.skip(message)
+    return found
+
+
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    chromium = _chromium()
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        ["bash", str(SCREENSHOT_SCRIPT), str(report), str(screenshot), "1280x2400"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "CHROMIUM": chromium},
+    )
+    with Image.open(screenshot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280)
+    assert pixels.std() > 20  # not blank: text, plots and shading
+    assert (pixels < 200).mean() > 0.02  # plots were decoded and drawn, not just a white page
+
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "digits_demo" in dom and "Event #1" in dom
+    assert dom.count("data:image/png;base64,") == 4
