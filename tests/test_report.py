@@ -18,16 +18,16 @@ import pytest
 from drift.report import MAX_DEMO_REPORT_BYTES, ReportError, render_plots, render_report
 
 FIRST_NIGHT = date(2026, 11, 1)
-#: the demo script's first 10 nights: 6 clean, 3 with 30% novel classes, 1 clean
-N_NIGHTS = 10
-NOVEL_NIGHTS = {FIRST_NIGHT + timedelta(days=i) for i in (6, 7, 8)}
+#: the demo script's first 8 nights: 6 clean, 2 with 30% novel classes (confirmed on the first)
+N_NIGHTS = 8
+NOVEL_NIGHTS = {FIRST_NIGHT + timedelta(days=i) for i in (6, 7)}
 SCREENSHOT_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "screenshot_report.sh"
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 @pytest.fixture(scope="module")
 def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """Fit, run ten demo nights (one confirmed semantic event), record one adaptation.
+    """Fit, run eight demo nights (one confirmed semantic event), record one adaptation.
 
     Module-scoped so that every test here reads the same run: the session's demo world
     (``demo_world``) with its own DRIFT_HOME and SQLite event store.
