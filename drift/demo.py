@@ -3,9 +3,11 @@
 A small CNN is trained on scikit-learn's digits (classes 8 and 9 held out as
 "never seen"), exported with ``torch.export``, and watched by the monitor
 ``digits_demo`` (config shipped as ``drift/demo_monitor.yaml``). Each night a
-batch of production rows lands as parquet; the script below decides which
+batch of production rows lands as parquet, and the true labels of a share of
+the rows arrive one night later as feedback. The script below decides which
 nights are clean and which are shifted. Every night runs through the same code
-path as ``drift run``.
+path as ``drift run``; a confirmed shift runs the same adaptation steps as the
+``drift_adapt`` DAG.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from drift import digits
-from drift.config import Settings, get_monitor
+from drift.config import MonitorConfig, Settings, get_monitor
 
 DEMO_MONITOR = "digits_demo"
 FIRST_NIGHT = date(2026, 11, 1)
 INPUT_COLUMNS = [f"px_{i:02d}" for i in range(digits.N_PIXELS)]
+#: share of each night's rows whose true label comes back, one night later
+FEEDBACK_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,13 @@ class Night:
     """What the script does to one night's batch."""
 
     kind: str = "clean"  # clean | novel | covariate | prior
-    #: novel: share of rows from unseen classes; covariate: corruption severity 1..5
+    #: novel: share of rows from unseen classes; covariate: corruption severity 1..5;
+    #: prior: share of rows from the two favoured classes
     strength: float = 0.0
     corruption: str = "noise"
+
+    def describe(self) -> str:
+        return "clean" if self.kind == "clean" else f"{self.kind} {self.strength:g}"
 
 
 def demo_script(nights: int) -> list[Night]:
@@ -45,11 +53,24 @@ def demo_script(nights: int) -> list[Night]:
         [Night()] * 6
         + [Night("novel", 0.3)] * 3
         + [Night()] * 4
-        + [Night("covariate", 3, "noise")] * 3
+        + [Night("covariate", 3, "noise")] * 4
         + [Night()] * 4
         + [Night("prior", 0.8)] * 3
     )
     return (pattern + [Night()] * nights)[:nights]
+
+
+def shifts_of(script: list[Night]) -> list[tuple[int, int, Night]]:
+    """The scripted shifts as (first night index, last night index, night)."""
+    spans: list[tuple[int, int, Night]] = []
+    for i, night in enumerate(script):
+        if night.kind == "clean":
+            continue
+        if spans and spans[-1][1] == i - 1 and spans[-1][2] == night:
+            spans[-1] = (spans[-1][0], i, night)
+        else:
+            spans.append((i, i, night))
+    return spans
 
 
 def _frame(x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None = None) -> pd.DataFrame:
@@ -62,32 +83,38 @@ def _frame(x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None = None) -> 
 
 def night_rows(
     split: digits.DigitsSplit, night: Night, n_rows: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``n_rows`` production inputs for one night, drawn (with replacement) from held-out rows."""
-    pool = split.x_test
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_rows`` production inputs for one night and their true labels, drawn (with
+    replacement) from rows the model never trained on. Novel rows keep their
+    original digit (8 or 9), which the model has no class for."""
+    pool, labels = split.x_test, split.y_test
     if night.kind == "prior":
         # most rows from two classes: the mix moves, each class still looks like itself
-        favoured = np.isin(split.y_test, [0, 1])
+        favoured = np.isin(labels, [0, 1])
         weights = np.where(
             favoured, night.strength / favoured.sum(), (1 - night.strength) / (~favoured).sum()
         )
-        return pool[rng.choice(len(pool), n_rows, p=weights)]
-    rows = pool[rng.integers(0, len(pool), n_rows)]
+        pick = rng.choice(len(pool), n_rows, p=weights)
+        return pool[pick], labels[pick]
+    pick = rng.integers(0, len(pool), n_rows)
+    rows, truth = pool[pick], labels[pick]
     if night.kind == "novel":
         n_novel = int(round(night.strength * n_rows))
-        rows[:n_novel] = split.x_novel[rng.integers(0, len(split.x_novel), n_novel)]
+        novel = rng.integers(0, len(split.x_novel), n_novel)
+        rows[:n_novel], truth[:n_novel] = split.x_novel[novel], split.y_novel[novel]
     elif night.kind == "covariate":
         rows = digits.corrupt(rows, night.corruption, int(night.strength), rng)
-    return rows
+    return rows, truth
 
 
 def build_world(home: Path, script: list[Night], seed: int, rows_per_night: int) -> None:
-    """Model file, reference and landing folders under ``home/demo``, from scratch."""
+    """Model file, reference, calibration, landing folders and feedback files under ``home/demo``."""
     import torch
 
     root = home / "demo"
     shutil.rmtree(root, ignore_errors=True)
     (root / "landing").mkdir(parents=True)
+    (root / "feedback").mkdir()
     split = digits.load_digits_split(seed=seed)
     # 12 epochs reach ~99% test accuracy; the demo's time budget is minutes, not hours
     model = digits.train_digits_model(
@@ -110,8 +137,13 @@ def build_world(home: Path, script: list[Night], seed: int, rows_per_night: int)
         day = FIRST_NIGHT + timedelta(days=i)
         folder = root / "landing" / f"ds={day.isoformat()}"
         folder.mkdir()
-        x = night_rows(split, night, rows_per_night, rng)
-        _frame(x, np.arange(len(x)) + i * 1_000_000).to_parquet(folder / "part-0.parquet")
+        x, y = night_rows(split, night, rows_per_night, rng)
+        row_ids = np.arange(len(x)) + i * 1_000_000
+        _frame(x, row_ids).to_parquet(folder / "part-0.parquet")
+        labelled = rng.random(len(x)) < FEEDBACK_SHARE
+        pd.DataFrame(
+            {"batch_date": day.isoformat(), "row_id": row_ids[labelled], "label": y[labelled]}
+        ).to_csv(root / "feedback" / f"labels-{day.isoformat()}.csv", index=False)
 
 
 def _reset_monitor(settings: Settings) -> None:
@@ -126,6 +158,57 @@ def _reset_monitor(settings: Settings) -> None:
     shutil.rmtree(settings.artifacts_dir / DEMO_MONITOR, ignore_errors=True)
 
 
+def _labelled_rows_of(settings: Settings, event_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from drift.store.db import session_scope
+    from drift.store.models import DriftEvent, FeedbackLabel
+
+    with session_scope(settings.db_url) as session:
+        event = session.get(DriftEvent, event_id)
+        nights = [b.batch_date for b in event.batches]
+        return session.scalar(
+            select(func.count())
+            .select_from(FeedbackLabel)
+            .where(
+                FeedbackLabel.monitor_id == event.monitor_id, FeedbackLabel.batch_date.in_(nights)
+            )
+        )
+
+
+def run_stream(
+    settings: Settings, monitor: MonitorConfig, script: list[Night], console: Console
+) -> tuple[list[dict], list[dict]]:
+    """Every night in order: yesterday's feedback labels arrive, the night runs, and a
+    confirmed event is adapted once enough labels of its nights are in."""
+    from drift import pipeline
+    from drift.feedback import import_labels
+
+    feedback = monitor.reference.path.parent / "feedback"
+    decisions, adaptations, pending = [], [], []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("nights", total=len(script))
+        for i in range(len(script)):
+            night = FIRST_NIGHT + timedelta(days=i)
+            if i > 0:
+                import_labels(
+                    settings.db_url,
+                    monitor.name,
+                    feedback / f"labels-{night - timedelta(days=1)}.csv",
+                )
+            decision = pipeline.run_night(settings, monitor, night)
+            decisions.append(decision)
+            if decision["newly_confirmed"]:
+                pending.append(decision["event_id"])
+            for event_id in list(pending):
+                if _labelled_rows_of(settings, event_id) >= monitor.adaptation.min_labels:
+                    pending.remove(event_id)
+                    result = pipeline.adapt_for_event(settings, monitor, event_id)
+                    adaptations.append({"night": night, **result})
+            progress.advance(task)
+    return decisions, adaptations
+
+
 def run_demo(
     settings: Settings,
     nights: int = 24,
@@ -133,7 +216,7 @@ def run_demo(
     rows_per_night: int = 800,
     console: Console | None = None,
 ) -> list[dict]:
-    """Build the world, fit, run every night; print the per-night table. Returns the decisions."""
+    """Build the world, fit, meta-train, run every night; print the nightly table and a summary."""
     from drift import pipeline
     from drift.store.db import upgrade
 
@@ -141,40 +224,70 @@ def run_demo(
     script = demo_script(nights)
     with console.status("training the digits model and writing the nightly batches"):
         build_world(settings.home, script, seed, rows_per_night)
-    monitor = get_monitor(
-        DEMO_MONITOR, Path(str(settings.config_path)) if settings.config else None, settings
-    )
+    monitor = get_monitor(DEMO_MONITOR, settings.config if settings.config else None, settings)
     upgrade(settings.db_url)
     _reset_monitor(settings)
-    with console.status("fitting detectors and calibration"):
+    with console.status("fitting detectors and calibration; meta-training MOL"):
         pipeline.fit_monitor(settings, monitor)
+        pipeline.meta_train(settings, monitor)
+    decisions, adaptations = run_stream(settings, monitor, script, console)
+    console.print(nightly_table(monitor, script, decisions, rows_per_night))
+    console.print(summary_table(script, decisions, adaptations))
+    return decisions
 
-    decisions = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("nights", total=len(script))
-        for i in range(len(script)):
-            decisions.append(pipeline.run_night(settings, monitor, FIRST_NIGHT + timedelta(days=i)))
-            progress.advance(task)
 
+def nightly_table(
+    monitor: MonitorConfig, script: list[Night], decisions: list[dict], rows_per_night: int
+) -> Table:
     detectors = [d.name for d in monitor.detectors]
-    table = Table(title=f"driftwatch demo - monitor {DEMO_MONITOR}, {rows_per_night} rows a night")
-    for column in ("night", "truth", "rows", *[f"OOD {d}" for d in detectors], "verdict", "event"):
-        table.add_column(
-            column, justify="right" if column.startswith("OOD") or column == "rows" else "left"
-        )
+    table = Table(title=f"driftwatch demo - monitor {monitor.name}, {rows_per_night} rows a night")
+    for column in ("night", "truth", *[f"OOD {d}" for d in detectors], "verdict", "event"):
+        table.add_column(column, justify="right" if column.startswith("OOD") else "left")
     styles = {"ok": "green", "warn": "yellow", "confirm": "bold red"}
     for night, decision in zip(script, decisions, strict=True):
-        truth = night.kind if night.kind == "clean" else f"{night.kind} {night.strength:g}"
         event = (
             f"#{decision['event_id']} {decision['event_status']}" if decision["event_id"] else ""
         )
         table.add_row(
             decision["batch_date"],
-            truth,
-            str(rows_per_night),
+            night.describe(),
             *[f"{decision['ood_rate'][d]:.1%}" for d in detectors],
             f"[{styles[decision['verdict']]}]{decision['verdict']}[/]",
             event,
         )
-    console.print(table)
-    return decisions
+    return table
+
+
+def summary_table(script: list[Night], decisions: list[dict], adaptations: list[dict]) -> Table:
+    """Each scripted shift: the event that caught it, the delay, and what adaptation did."""
+    table = Table(title="scripted shifts vs what driftwatch found")
+    for column in ("shift", "nights", "event", "type found", "delay", "adaptation"):
+        table.add_column(column)
+    for first, last, night in shifts_of(script):
+        window = decisions[first : min(last + 3, len(decisions))]
+        confirmed = next((i for i, d in enumerate(window) if d["newly_confirmed"]), None)
+        if confirmed is None:
+            table.add_row(night.describe(), f"{first + 1}-{last + 1}", "[red]missed[/]", "", "", "")
+            continue
+        decision = window[confirmed]
+        done = [a for a in adaptations if a["event_id"] == decision["event_id"]]
+        adaptation = "-"
+        if done:
+            a = done[-1]
+            if a["promoted"]:
+                before, after = (
+                    a["before"]["new_domain_accuracy"],
+                    a["after"]["new_domain_accuracy"],
+                )
+                adaptation = f"v{a['version']} promoted: accuracy on shifted rows {before:.0%} -> {after:.0%}"
+            else:
+                adaptation = "not promoted: " + "; ".join(a["reasons"])
+        table.add_row(
+            night.describe(),
+            f"{first + 1}-{last + 1}",
+            f"#{decision['event_id']}",
+            decision["shift_type"] or "-",
+            f"confirmed on shifted night {confirmed + 1}",
+            adaptation,
+        )
+    return table

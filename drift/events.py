@@ -16,7 +16,10 @@ Lifecycle
   once the gate has seen ``expire_after`` consecutive non-significant nights
   (``quiet_nights`` in the gate state; default 3 = the gate's ``confirm_w``,
   i.e. the warning's night has left the r-of-w window without a confirm).
-  Confirmed events are never expired: they end through adaptation or a human.
+* **Receding**: a ``confirmed`` shift that goes away (``expire_after`` quiet
+  nights, no adaptation running) is resolved as receded, so that a later,
+  different shift opens an event of its own instead of extending this one.
+  An ``adapting`` event ends only through its adaptation.
 * Re-deciding a night is idempotent: a night already linked to an event
   updates that event in place, links are not duplicated and per-night evidence
   is keyed by date.
@@ -141,10 +144,11 @@ def record_decision(
     if decision.verdict == "ok":
         event = _open_event(session, monitor_id)
         quiet = int(decision.state.get("quiet_nights", 0))
-        if event is not None and event.status == "warning" and quiet >= expire_after:
+        if event is not None and event.status in ("warning", "confirmed") and quiet >= expire_after:
+            outcome = "expired" if event.status == "warning" else "receded"
             event.status = "resolved"
             event.resolved_at = datetime.now(UTC)
-            event.evidence = {**event.evidence, "resolution": f"expired after {quiet} quiet nights"}
+            event.evidence = {**event.evidence, "resolution": f"{outcome} after {quiet} quiet nights"}
         return None
 
     event = _event_of_batch(session, monitor_id, batch.id) or _open_event(session, monitor_id)

@@ -850,4 +850,4 @@ def adapt_for_event(settings: Settings, monitor: MonitorConfig, event_id: int) -
     collected = collect_adaptation_data(settings, monitor, event_id)
     candidate = adapt(settings, monitor, collected)
     validation = validate_candidate(settings, monitor, candidate)
-    return promote_candidate(settings, monitor, validation)
+    return {**validation, **promote_candidate(settings, monitor, validation)}

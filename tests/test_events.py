@@ -115,6 +115,20 @@ def test_an_unconfirmed_warning_expires_after_quiet_nights(db_url: str) -> None:
     assert monitor.night(4, decision("warn")) != event_id
 
 
+def test_a_confirmed_shift_that_recedes_is_resolved_and_the_next_shift_is_new(db_url: str) -> None:
+    monitor = Monitor(db_url)
+    event_id = monitor.night(0, decision("confirm"))
+    monitor.night(1, decision("ok", quiet_nights=1))
+    monitor.night(2, decision("ok", quiet_nights=2))
+    with Session(monitor.engine) as session:
+        assert session.get(DriftEvent, event_id).status == "confirmed"
+    monitor.night(3, decision("ok", quiet_nights=3))
+    with Session(monitor.engine) as session:
+        event = session.get(DriftEvent, event_id)
+        assert event.status == "resolved" and "receded" in event.evidence["resolution"]
+    assert monitor.night(4, decision("confirm")) != event_id
+
+
 def test_list_events_filters(db_url: str) -> None:
     digits, other = Monitor(db_url, "digits"), Monitor(db_url, "other")
     digits.night(0, decision("warn"))
