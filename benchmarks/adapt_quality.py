@@ -21,6 +21,7 @@ Part 2 (EAR): starting from the clean domain, ``EAR_DOMAINS`` are added one at a
 time with ``EAR_SHOTS`` labelled rows per class; after each addition: accuracy on
 every domain so far, routing accuracy, and, as the forgetting reference, a naive
 continual learner that fine-tunes the deployed classifier head on each new domain.
+Two reconfigurator ablations (:data:`EAR_VARIANTS`) are reported at the end.
 
 Run: ``python benchmarks/adapt_quality.py`` (≈ 5 min on 2 busy cores) →
 ``benchmarks/results/adapt_quality.json``.
@@ -136,9 +137,22 @@ def train_head(head: nn.Linear, features: np.ndarray, y: np.ndarray, seed: int) 
     return head
 
 
+#: EAR variants built side by side from the same domains: the default reconfigurator
+#: and two ablations of it.
+EAR_VARIANTS = {
+    "class_routing_keep99": {},
+    "class_routing_nearest": {"original_keep": None},
+    "domain_routing_keep99": {"routing": "domain"},
+}
+
+
 def ear_seed(seed: int, split, deployed: DigitsNet) -> dict:
     rng = np.random.default_rng(2000 + seed)
-    ear = EARModel(deployed, seed=seed).fit(split.x_train, split.y_train)
+    variants = {
+        name: EARModel(deployed, seed=seed, **params).fit(split.x_train, split.y_train)
+        for name, params in EAR_VARIANTS.items()
+    }
+    ear = variants["class_routing_keep99"]
     head = copy.deepcopy(deployed.classifier)
     test_sets = {"clean": split.x_test}
     stages = []
@@ -148,27 +162,30 @@ def ear_seed(seed: int, split, deployed: DigitsNet) -> dict:
         x_new, y_new = corrupt(split.x_calib[rows], kind, severity, rng), split.y_calib[rows]
         test_sets[name] = corrupt(split.x_test, kind, severity, rng)
         new_before = accuracy(ear.predict(test_sets[name]), split.y_test)
-        ear.add_domain(x_new, y_new, name)
+        for variant in variants.values():
+            variant.add_domain(x_new, y_new, name)
         train_head(head, embed(deployed, x_new)[0], y_new, seed)
         stage = {"added": name, "adaptor": list(ear.adaptor_specs_[-1].hidden),
+                 "original_bonus": ear.original_bonus_,
                  "new_domain_accuracy_before": new_before, "domains": {}}
         for index, (domain, x_test) in enumerate(test_sets.items()):
-            features, _ = embed(deployed, x_test)
+            features, logits = embed(deployed, x_test)
             with torch.no_grad():
                 head_logits = head(torch.as_tensor(features)).numpy()
             stage["domains"][domain] = {
+                "deployed_accuracy": accuracy(logits, split.y_test),
                 "ear_accuracy": accuracy(ear.predict(x_test), split.y_test),
                 "routing_accuracy": float((ear.route(x_test) == index).mean()),
                 "finetuned_head_accuracy": accuracy(head_logits, split.y_test),
             }
         stages.append(stage)
-    ear.routing = "domain"  # same adaptors, the other reconfigurator rule
-    domain_routing = {
-        domain: {"ear_accuracy": accuracy(ear.predict(x), split.y_test),
-                 "routing_accuracy": float((ear.route(x) == index).mean())}
-        for index, (domain, x) in enumerate(test_sets.items())
+    final_by_variant = {
+        name: {domain: {"ear_accuracy": accuracy(variant.predict(x), split.y_test),
+                        "routing_accuracy": float((variant.route(x) == index).mean())}
+               for index, (domain, x) in enumerate(test_sets.items())}
+        for name, variant in variants.items()
     }
-    return {"stages": stages, "final_with_domain_routing": domain_routing,
+    return {"stages": stages, "final_by_variant": final_by_variant,
             "proxy_check": proxy_check(seed, split, deployed, rng)}
 
 
@@ -220,10 +237,11 @@ def summarise(per_seed: list[dict]) -> dict:
     for domain in per_seed[0]["ear"]["stages"][-1]["domains"]:
         final[domain] = {
             key: mean_std([s["ear"]["stages"][-1]["domains"][domain][key] for s in per_seed])
-            for key in ("ear_accuracy", "routing_accuracy", "finetuned_head_accuracy")
+            for key in ("deployed_accuracy", "ear_accuracy", "routing_accuracy", "finetuned_head_accuracy")
         }
-        final[domain]["domain_routing_ear_accuracy"] = mean_std(
-            [s["ear"]["final_with_domain_routing"][domain]["ear_accuracy"] for s in per_seed])
+        for variant in EAR_VARIANTS:
+            final[domain][f"{variant}_accuracy"] = mean_std(
+                [s["ear"]["final_by_variant"][variant][domain]["ear_accuracy"] for s in per_seed])
     new_before = {
         stage["added"]: mean_std([s["ear"]["stages"][i]["new_domain_accuracy_before"] for s in per_seed])
         for i, stage in enumerate(per_seed[0]["ear"]["stages"])

@@ -11,7 +11,10 @@ What works in torch 2.13 (checked by ``tests/test_adapt.py``):
   and never updates its running statistics). MOL's inner loop never switches modes,
   so this is fine for it; a method that needs train-mode batch-norm needs the eager
   model (``entrypoint`` format).
-* ``torchscript``: parameters train with autograd, ``deepcopy`` and ``train()`` work.
+* ``torchscript``: parameters train with autograd, ``deepcopy`` and ``train()`` work,
+  but ``torch.export.export`` refuses a ``ScriptModule`` (torch suggests
+  ``TS2EPConverter``, not tried here): save an adapted TorchScript model with
+  ``torch.jit.save`` instead of :func:`export_module`.
 * ``entrypoint``: an ordinary eager module; everything works.
 * a state dict: load it into any of the above with ``weights=`` (safetensors only,
   no pickle).
@@ -55,7 +58,8 @@ def trainable_module(spec: ModelSpec, weights: str | os.PathLike | None = None) 
 def export_module(module: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
     """``torch.export`` ``module`` with a dynamic batch dimension and save it to ``path`` atomically.
 
-    Works for eager modules and for modules loaded from a ``.pt2`` (re-export).
+    Works for eager modules and for modules loaded from a ``.pt2`` (re-export), not
+    for TorchScript modules.
     ``example_input`` needs at least 2 rows (export specialises sizes 0 and 1).
 
     Examples
