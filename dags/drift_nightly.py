@@ -1,7 +1,8 @@
 """`drift_nightly__<monitor>`: one nightly DAG per monitor in the config (DESIGN §1).
 
-    discover -> shards -> score (one mapped task per shard) -> aggregate -> decide -> alert
-                                                                                 `-> publish_confirmed_shift
+    discover -> shards -> score (mapped: one task per shard) -> aggregate -> decide
+        -> alert
+        -> publish_confirmed_shift
 
 A run processes the night of its logical date, `{{ ds }}`. The schedule is a
 `CronDataIntervalTimetable`: the run for night D starts when D's interval ends

@@ -84,7 +84,8 @@ def test_airflow_settings_and_the_drift_db_connection(compose):
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
-    connection = json.loads(env["AIRFLOW_CONN_DRIFT_DB"].replace("${POSTGRES_PASSWORD:-driftwatch}", "x"))
+    password = "${POSTGRES_PASSWORD:-driftwatch}"  # substituted by compose
+    connection = json.loads(env["AIRFLOW_CONN_DRIFT_DB"].replace(password, "secret"))
     assert connection["conn_type"] == "postgres" and connection["schema"] == "drift"
     assert env["DRIFT_DATABASE_URL"].endswith("@postgres:5432/drift")
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/driftwatch/dags"
