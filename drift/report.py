@@ -12,7 +12,7 @@ rows and reaches hundreds of MB, anchors.md §2): the report reads only summarie
 from the event store, the night's per-row *score* column shard by shard into
 fixed bins, and the per-night input samples the pipeline already keeps
 (``SAMPLE_ROWS``). A fixed number of figures are embedded as base64 PNG, inline
-CSS, no scripts. The demo's report (24 nights, 2 detectors) is about 0.3 MB;
+CSS, no scripts. The demo's report (24 nights, 2 detectors, 64 columns) is about 0.2 MB;
 tests hold it under :data:`MAX_DEMO_REPORT_BYTES`.
 
 Entry points: :func:`render_report` (the HTML) and :func:`render_plots` (the
@@ -953,7 +953,9 @@ def build_html(data: ReportData, figures: dict[str, bytes]) -> str:
         "<h2>CUSUM per detector</h2>"
         '<p class="muted">Binomial CUSUM of the nightly flag count as stored in the gate state; on a '
         "confirmation night the value that crossed the alarm level, from the event's evidence. "
-        "Dashed: the alarm level, where stored.</p>" + _image(figures["cusum"], "CUSUM per night"),
+        "Dashed: the alarm level stored with a confirmation, carried to the nights around it "
+        "(the level depends on a night's row count).</p>"
+        + _image(figures["cusum"], "CUSUM per night"),
         f"<h2>Score histograms: reference vs {night}</h2>"
         f'<p class="muted">Calibration scores (held-out reference rows) vs every row of {night}'
         f"{' (the most shifted night in range)' if data.night == most_shifted_night(data.detector_nights) else ''}; "
