@@ -4,7 +4,7 @@
 #   scripts/screenshot_report.sh REPORT.html OUT.png [WIDTHxHEIGHT]
 #
 # Default window 1280x2400 (the top of the report: header, OOD rate, CUSUM, histograms).
-# Needs Debian's chromium:  apt-get install -y --no-install-recommends chromium
+# Needs Debian's chromium:  apt-get install -y --no-install-recommends chromium fonts-dejavu-core
 # The flags keep Chromium off the network and away from the user's profile: the
 # report is self-contained, so nothing needs fetching.
 set -euo pipefail
@@ -18,7 +18,7 @@ out=$(realpath -m "$2")
 size=${3:-1280x2400}
 chromium=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
 if [[ -z "$chromium" ]]; then
-    echo "error: chromium not found (apt-get install -y --no-install-recommends chromium)" >&2
+    echo "error: chromium not found (apt-get install -y --no-install-recommends chromium fonts-dejavu-core)" >&2
     exit 1
 fi
 

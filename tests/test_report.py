@@ -163,7 +163,7 @@ def test_render_plots_writes_the_report_figures(demo_run, tmp_path: Path) -> Non
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        message = "chromium not installed (apt-get install -y --no-install-recommends chromium)"
+        message = "chromium not installed (apt-get install -y --no-install-recommends chromium fonts-dejavu-core)"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true: the browser check must run)")
         pytest.skip(message)
