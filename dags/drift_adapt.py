@@ -70,14 +70,13 @@ def adapt_dag(monitor: MonitorConfig):
                 return pipeline.validate_candidate(settings, monitor, candidate)
 
         @task(execution_timeout=timedelta(minutes=30))
-        def promote(candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+        def promote(validation: dict[str, Any]) -> dict[str, Any]:
             from drift import pipeline
 
             with pipeline_step(name) as (settings, monitor):
-                return pipeline.promote_candidate(settings, monitor, candidate, validation)
+                return pipeline.promote_candidate(settings, monitor, validation)
 
-        candidate = adapt(collect())
-        promote(candidate, validate(candidate))
+        promote(validate(adapt(collect())))
 
     return adaptation()
 
