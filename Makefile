@@ -33,6 +33,7 @@ demo: install
 ## make test: the whole suite, Postgres and Airflow included
 test: install-full
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest
 
 ## make airflow: a local Airflow (standalone) on this project's DAGs and the demo's monitor

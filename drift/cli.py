@@ -332,6 +332,31 @@ def meta_train(monitor: MonitorOption = None) -> None:
 
 
 @app.command()
+def report(
+    monitor: Annotated[str, typer.Option("--monitor", "-m", help="The monitor to report on.")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write; PNG plots go beside it.")] = Path("report.html"),
+    start: Annotated[str | None, typer.Option(help="First night, YYYY-MM-DD (default: the first).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last night, YYYY-MM-DD (default: the last).")] = None,
+    night: Annotated[str | None, typer.Option(help="Night for the score histograms (default: most shifted).")] = None,
+) -> None:
+    """Write one self-contained HTML report (plus PNG plots) for a monitor and date range.
+
+    Example: `drift report --monitor digits_demo --start 2026-11-01 --end 2026-11-24 --out report.html`
+    """
+    from drift.report import ReportError, render_plots, render_report
+
+    settings = Settings()
+    (m,) = _monitors(monitor)
+    dates = [_parse_date(d) if d else None for d in (start, end, night)]
+    try:
+        path = render_report(settings, m, dates[0], dates[1], dates[2], out=out)
+        plots = render_plots(settings, m, dates[0], dates[1], dates[2], out_dir=out.parent)
+    except ReportError as exc:
+        _fail(str(exc))
+    console.print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB); plots: {', '.join(p.name for p in plots)}")
+
+
+@app.command()
 def demo(
     nights: Annotated[int, typer.Option(help="Nights to simulate.")] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 0,

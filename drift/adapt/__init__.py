@@ -20,7 +20,7 @@ from drift.adapt.mol import (
     logits_of,
     mixed_outliers,
 )
-from drift.adapt.shifts import random_corruption
+from drift.adapt.shifts import gaussian_noise, random_corruption
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -33,6 +33,7 @@ __all__ = [
     "energy",
     "export_module",
     "fine_tune",
+    "gaussian_noise",
     "logits_of",
     "mixed_outliers",
     "naswot_score",
