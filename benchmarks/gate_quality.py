@@ -290,8 +290,8 @@ def summarise(runs: list[dict]) -> dict:
                     "median_delay": float(np.median(hits)) if hits else None,
                     "max_delay": max(hits) if hits else None,
                 }
-            types = [r["shifts"][scenario.name]["shift_type"] for r in mine]
-            per_method["gate"]["shift_types"] = {t: types.count(t) for t in sorted(set(map(str, types)))}
+            types = [str(r["shifts"][scenario.name]["shift_type"]) for r in mine]  # "None": missed
+            per_method["gate"]["shift_types"] = {t: types.count(t) for t in sorted(set(types))}
             scenarios[scenario.name] = per_method
         summary[str(size)] = {"quiet": quiet, "shifts": scenarios}
     return summary
