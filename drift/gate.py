@@ -95,6 +95,10 @@ class GateSettings(BaseModel):
             "class_mix": 0.05,  # total variation: 5% of rows changed predicted class
             "mmd": 0.0,
             "mmd_linear": 0.0,
+            # per-column evidence: a near-constant column gains one unseen value and its
+            # chi-square p is 0; without a size floor every night "moves" some column
+            "column_ks": 0.1,  # Wasserstein distance in reference-std units
+            "column_chisquare": 0.05,  # total variation
         }
     )
     #: test names in the act family; others (e.g. per-column tests) are evidence only
@@ -182,7 +186,8 @@ def _fresh_state() -> dict[str, Any]:
     }
 
 
-def _is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
+def is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
+    """Small enough p-value at ``level`` *and* an effect size of at least ``min_effect``."""
     return test.p_value <= level and test.effect_size >= settings.min_effect.get(test.name, 0.0)
 
 
@@ -253,7 +258,7 @@ def decide(
         (name, test) for name, test in detector_tests if test.name in settings.act_tests
     ] + [("", test) for test in night.tests if test.name in settings.act_tests]
     level = settings.alpha / max(len(act_family), 1)
-    decisive = [(name, test) for name, test in act_family if _is_decisive(test, level, settings)]
+    decisive = [(name, test) for name, test in act_family if is_decisive(test, level, settings)]
     significant = bool(decisive)
 
     cusum_arl0 = settings.cusum_arl0(len(night.detectors))
@@ -293,7 +298,9 @@ def decide(
 
     surged = {name for name, _ in decisive if name} | set(cusum_alarms)
     columns_moved = [
-        t.subject for t in night.tests if t.name.startswith("column_") and t.p_value <= settings.column_fdr
+        t.subject
+        for t in night.tests
+        if t.name.startswith("column_") and is_decisive(t, settings.column_fdr, settings)
     ]
     inputs_moved = bool(columns_moved) or any(t.name.startswith("mmd") for _, t in decisive)
     mix_moved = any(t.name == "class_mix" for _, t in decisive)

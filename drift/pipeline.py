@@ -392,7 +392,11 @@ def aggregate(
 
 
 def _test_row(result: Any, monitor: MonitorConfig) -> dict[str, Any]:
-    # per-column p-values are BH-adjusted (FDR column_fdr); the rest are raw, at the gate's alpha
+    """A drift_tests row; ``significant`` is the test's own verdict (the gate decides on
+    the whole family): per-column p-values are BH-adjusted (FDR ``column_fdr``), the
+    rest are raw at the gate's ``alpha``, and both need the gate's minimum effect size."""
+    from drift.gate import is_decisive
+
     level = monitor.gate.column_fdr if result.name.startswith("column_") else monitor.gate.alpha
     return {
         "test": result.name,
@@ -400,7 +404,7 @@ def _test_row(result: Any, monitor: MonitorConfig) -> dict[str, Any]:
         "statistic": result.statistic,
         "p_value": result.p_value,
         "effect_size": result.effect_size,
-        "significant": bool(result.p_value <= level),
+        "significant": is_decisive(result, level, monitor.gate),
         "details": {},
     }
 
