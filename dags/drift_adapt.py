@@ -22,10 +22,10 @@ from typing import Any
 
 from airflow.sdk import dag, task
 from drift_airflow import (
-    START_DATE,
     confirmed_shift_asset,
     latest_event_extra,
     pipeline_step,
+    start_date_of,
     task_defaults,
 )
 
@@ -39,7 +39,7 @@ def adapt_dag(monitor: MonitorConfig):
     @dag(
         dag_id=f"drift_adapt__{name}",
         schedule=[confirmed_shift],
-        start_date=START_DATE,
+        start_date=start_date_of(monitor),
         catchup=False,
         max_active_runs=1,  # one model's candidates are promoted one at a time
         default_args=task_defaults(name),

@@ -24,8 +24,15 @@ from drift.config import MonitorConfig, Settings, get_monitor
 #: Airflow connection of the event store; without it, DRIFT_DATABASE_URL (or the default) is used
 DRIFT_DB_CONN_ID = "drift_db"
 
-#: first night the scheduler creates runs for (catchup); the demo's first night
+#: first night the scheduler creates runs for (catchup) when a monitor sets no start_date;
+#: the demo's first night
 START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
+
+
+def start_date_of(monitor: MonitorConfig) -> pendulum.DateTime:
+    if monitor.start_date is None:
+        return START_DATE
+    return pendulum.datetime(monitor.start_date.year, monitor.start_date.month, monitor.start_date.day, tz="UTC")
 
 
 def task_defaults(monitor_name: str) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from typing import Any
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from drift_airflow import (
-    START_DATE,
     confirmed_shift_asset,
     pipeline_step,
     record_failed_night,
+    start_date_of,
     task_defaults,
 )
 
@@ -45,7 +45,7 @@ def nightly_dag(monitor: MonitorConfig):
     @dag(
         dag_id=f"drift_nightly__{name}",
         schedule=CronDataIntervalTimetable(monitor.schedule, timezone="UTC"),
-        start_date=START_DATE,
+        start_date=start_date_of(monitor),
         catchup=True,  # a new monitor or an outage: every missed night runs, oldest first
         # The gate is sequential: night D continues the CUSUM state left by the last
         # decided night before D. One run at a time keeps nights in date order.

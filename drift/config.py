@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,8 @@ class MonitorConfig(_Strict):
     tpr: float = Field(default=0.95, gt=0.5, lt=1.0)
     #: cron expression of the nightly DAG
     schedule: str = "0 2 * * *"
+    #: first night the nightly DAG runs (and catches up from); default: the DAG files' own
+    start_date: date | None = None
     #: rows per mapped `score` task in Airflow
     shard_rows: int = Field(default=20_000, gt=0)
     gate: GateSettings = Field(default_factory=GateSettings)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drift.stats import (
@@ -191,18 +192,40 @@ def is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
     return test.p_value <= level and test.effect_size >= settings.min_effect.get(test.name, 0.0)
 
 
+#: KS distance over excess flag rate above which the bulk of the scores moved
+BULK_SHIFT_RATIO = 1.5
+
+
+def _bulk_moved(night: NightEvidence, surged: set[str]) -> bool:
+    """Did every row's score move (covariate) rather than a subset's (semantic)?
+
+    Novel-class rows are a subset far beyond the threshold: the score
+    distribution differs from calibration mostly in its tail, so the KS
+    distance D is about the excess flag rate. A covariate shift moves every
+    row a little, below the threshold too, so D is well above the excess.
+    """
+    ratios = []
+    for name in surged & set(night.detectors):
+        tests = {t.name: t for t in night.detectors[name].tests}
+        if "flag_count" in tests and "score_distribution" in tests:
+            excess = max(tests["flag_count"].effect_size, 0.01)
+            ratios.append(tests["score_distribution"].effect_size / excess)
+    return bool(ratios) and float(np.median(ratios)) > BULK_SHIFT_RATIO
+
+
 def _classify_shift(
-    surged: set[str], n_detectors: int, inputs_moved: bool, mix_moved: bool
+    surged: set[str], n_detectors: int, inputs_moved: bool, mix_moved: bool, bulk_moved: bool
 ) -> str | None:
     """Heuristic shift type from which families of evidence moved.
 
     semantic: every OOD detector (two or more) surged — novel classes look
-    unfamiliar to the features (KNN) and to the classifier (energy) at once;
-    prior: only the predicted-class mix moved; mixed: the class mix moved and
-    some, not all, detectors surged; covariate: inputs or some detectors moved,
+    unfamiliar to the features (KNN) and to the classifier (energy) at once —
+    and the surge sits in a subset of rows (not ``bulk_moved``); prior: only
+    the predicted-class mix moved; mixed: the class mix moved and some, not
+    all, detectors surged; covariate: inputs or detectors moved as a whole,
     the class mix did not.
     """
-    if n_detectors >= 2 and len(surged) == n_detectors:
+    if n_detectors >= 2 and len(surged) == n_detectors and not (bulk_moved and not mix_moved):
         return "semantic"
     if mix_moved:
         return "mixed" if surged else "prior"
@@ -251,9 +274,7 @@ def decide(
             f"{state['last_date']}; pass the state of the night before it"
         )
 
-    detector_tests = [
-        (name, test) for name, det in night.detectors.items() for test in det.tests
-    ]
+    detector_tests = [(name, test) for name, det in night.detectors.items() for test in det.tests]
     act_family = [
         (name, test) for name, test in detector_tests if test.name in settings.act_tests
     ] + [("", test) for test in night.tests if test.name in settings.act_tests]
@@ -275,7 +296,12 @@ def decide(
         )
         cusum = BinomialCusum(p0, p1, threshold)
         cusum_state[name] = cusum.update(state["cusum"].get(name, 0.0), det.n_flagged, det.n_rows)
-        cusum_evidence[name] = {"sum": cusum_state[name], "threshold": threshold, "p0": p0, "p1": p1}
+        cusum_evidence[name] = {
+            "sum": cusum_state[name],
+            "threshold": threshold,
+            "p0": p0,
+            "p1": p1,
+        }
         if cusum.alarm(cusum_state[name]):
             cusum_alarms.append(name)
 
@@ -305,7 +331,9 @@ def decide(
     inputs_moved = bool(columns_moved) or any(t.name.startswith("mmd") for _, t in decisive)
     mix_moved = any(t.name == "class_mix" for _, t in decisive)
     shift_type = (
-        _classify_shift(surged, len(night.detectors), inputs_moved, mix_moved)
+        _classify_shift(
+            surged, len(night.detectors), inputs_moved, mix_moved, _bulk_moved(night, surged)
+        )
         if verdict != "ok"
         else None
     )
@@ -326,7 +354,11 @@ def decide(
         "family_size": len(act_family),
         "decisive": [f"{t.name}:{subject}" if subject else t.name for subject, t in decisive],
         "tests": [
-            {**test.as_dict(), "subject": test.subject or subject, "act": test.name in settings.act_tests}
+            {
+                **test.as_dict(),
+                "subject": test.subject or subject,
+                "act": test.name in settings.act_tests,
+            }
             for subject, test in detector_tests + [("", t) for t in night.tests]
         ],
         "cusum": cusum_evidence,

@@ -624,6 +624,8 @@ def collect_adaptation_data(
         event = session.get(DriftEvent, event_id)
         if event is None:
             raise LookupError(f"no drift event with id {event_id}")
+        if event.status != "confirmed":  # e.g. a re-run night emitted the Asset again
+            return {"event_id": event_id, "status": "skipped", "reason": f"event {event_id} is {event.status}"}
         nights = {
             b.batch_date: b.source.get("files", [])
             for b in event.batches
@@ -658,6 +660,7 @@ def collect_adaptation_data(
     _write_atomic(path, lambda p: rows.to_parquet(p))
     return {
         "event_id": event_id,
+        "status": "collected",
         "shift_type": shift_type,
         "path": str(path),
         "n_rows": len(rows),
@@ -680,6 +683,8 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
 
     cfg = monitor.adaptation
     event_id = collected["event_id"]
+    if collected["status"] == "skipped":
+        return collected
     rows = pd.read_parquet(collected["path"])
     labelled = rows[rows["label"].notna()].astype({"label": np.int64})
     _, _, fitted = _active_fitted(settings, monitor)
@@ -821,13 +826,14 @@ def promote_candidate(
 ) -> dict[str, Any]:
     """Promote a validated candidate in one transaction and resolve the event; else reject it."""
     from drift import events
-    from drift.store.models import Adaptation
+    from drift.store.models import Adaptation, DriftEvent
 
     event_id = validation["event_id"]
     with session_scope(settings.db_url) as session:
         monitor_id = repo.get_monitor_row(session, monitor.name).id
         if validation["status"] != "candidate":  # skipped: the shift stays confirmed for a human
-            events.set_event_status(session, event_id, "confirmed")
+            if session.get(DriftEvent, event_id).status == "adapting":
+                events.set_event_status(session, event_id, "confirmed")
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
         adaptation = session.get(Adaptation, validation["adaptation_id"])
         version = repo.get_version(session, monitor_id, validation["version"])

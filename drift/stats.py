@@ -31,7 +31,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,6 +81,8 @@ def flag_rate_quantile(tpr: float, n_calibration: int, quantile: float) -> float
     >>> round(flag_rate_quantile(0.95, 1999, 0.5), 4), round(flag_rate_quantile(0.95, 1999, 0.99), 3)
     (0.0499, 0.062)
     """
+    from scipy import stats
+
     k = _flag_ranks(tpr, n_calibration)
     return float(stats.beta(k, n_calibration - k + 1).ppf(quantile))
 
@@ -106,6 +107,8 @@ def flag_count_test(
     >>> flag_count_test(10, 200, 1999, 0.95).p_value > 0.4
     True
     """
+    from scipy import stats
+
     m = n_calibration
     k = _flag_ranks(tpr, m)
     null = stats.betabinom(n_rows, k, m - k + 1)
@@ -145,6 +148,8 @@ def score_distribution_test(
     >>> score_distribution_test(rng.normal(-0.5, 1, size=500), calib).p_value > 0.5
     True
     """
+    from scipy import stats
+
     scores = np.asarray(scores, dtype=np.float64)
     calibration_scores = np.asarray(calibration_scores, dtype=np.float64)
     # exact p-values cost O(n·m); beyond small samples the asymptotic one is accurate
@@ -240,6 +245,7 @@ def _unbiased_mmd2(
 def _linear_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> tuple[float, float]:
     """Linear-time MMD² (Gretton et al. 2012, §6) and its one-sided normal p-value."""
     import torch
+    from scipy import stats
 
     n_pairs = min(len(x), len(y)) // 2
     if n_pairs < 2:
@@ -303,7 +309,9 @@ def mmd_test(
     x = _subsample(np.asarray(x), max_rows, rng)
     y = _subsample(np.asarray(y), max_rows, rng)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"mmd_test: need two 2-D arrays with equal columns, got {x.shape}, {y.shape}")
+        raise ValueError(
+            f"mmd_test: need two 2-D arrays with equal columns, got {x.shape}, {y.shape}"
+        )
     if min(len(x), len(y)) < 2:
         raise ValueError("mmd_test: each sample needs at least 2 rows")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -383,12 +391,15 @@ def bonferroni(p_values: np.ndarray, alpha: float = 0.01) -> np.ndarray:
 
 
 def _is_categorical(reference: pd.Series, current: pd.Series) -> bool:
+    """Non-numeric (or boolean) columns are categorical.
+
+    Unlike Evidently's default, a numeric column with few distinct values stays
+    numeric (KS): as categorical, a near-constant column that gains one value the
+    reference sample never saw gets a chi-square p-value of 0 every night.
+    """
     import pandas as pd
 
-    if not pd.api.types.is_numeric_dtype(reference) or pd.api.types.is_bool_dtype(reference):
-        return True
-    # Evidently's own rule: a numeric column with at most 5 distinct values is categorical
-    return pd.concat([reference, current]).nunique() <= 5
+    return not pd.api.types.is_numeric_dtype(reference) or pd.api.types.is_bool_dtype(reference)
 
 
 def _total_variation(reference: pd.Series, current: pd.Series) -> float:
@@ -403,8 +414,8 @@ def column_drift_tests(
     """Per-column drift of raw inputs through Evidently's stattests, BH across columns.
 
     Numerical columns: Evidently's two-sample KS (``ks_stat_test``), effect size
-    Evidently's Wasserstein distance in reference-std units. Categorical columns
-    (or numeric with <= 5 distinct values): Evidently's chi-square
+    Evidently's Wasserstein distance in reference-std units. Categorical (non-numeric)
+    columns: Evidently's chi-square
     (``chi_stat_test``), effect size the total variation distance. Both give
     p-values, so Benjamini–Hochberg is meaningful.
 
@@ -436,7 +447,9 @@ def column_drift_tests(
     for column in columns:
         ref, cur = reference[column].dropna(), current[column].dropna()
         if _is_categorical(ref, cur):
-            p_value = chi_stat_test(ref.astype(str), cur.astype(str), ColumnType.Categorical, q).drift_score
+            p_value = chi_stat_test(
+                ref.astype(str), cur.astype(str), ColumnType.Categorical, q
+            ).drift_score
             name, effect = "column_chisquare", _total_variation(ref.astype(str), cur.astype(str))
         else:
             p_value = ks_stat_test(ref, cur, ColumnType.Numerical, q).drift_score
@@ -475,10 +488,14 @@ def class_mix_test(
     >>> r.p_value < 1e-6, round(r.effect_size, 2)
     (True, 0.2)
     """
+    from scipy import stats
+
     ref = np.asarray(reference_counts, dtype=np.float64)
     cur = np.asarray(current_counts, dtype=np.float64)
     if ref.shape != cur.shape or ref.ndim != 1:
-        raise ValueError(f"class_mix_test: need two count vectors of one length, got {ref.shape}, {cur.shape}")
+        raise ValueError(
+            f"class_mix_test: need two count vectors of one length, got {ref.shape}, {cur.shape}"
+        )
     seen = (ref + cur) > 0
     table = np.vstack([ref[seen], cur[seen]])
     if table.shape[1] < 2 or table.sum(1).min() == 0:
