@@ -53,7 +53,7 @@ def demo_script(nights: int) -> list[Night]:
         [Night()] * 6
         + [Night("novel", 0.3)] * 3
         + [Night()] * 4
-        + [Night("covariate", 3, "noise")] * 4
+        + [Night("covariate", 3, "occlusion")] * 4
         + [Night()] * 4
         + [Night("prior", 0.8)] * 3
     )
@@ -271,9 +271,10 @@ def summary_table(script: list[Night], decisions: list[dict], adaptations: list[
             continue
         decision = window[confirmed]
         done = [a for a in adaptations if a["event_id"] == decision["event_id"]]
-        adaptation = "-"
+        adaptation, shift_type = "-", decision["shift_type"]
         if done:
             a = done[-1]
+            shift_type = a["shift_type"] or shift_type  # typed again by the feedback labels
             if a["promoted"]:
                 before, after = (
                     a["before"]["new_domain_accuracy"],
@@ -286,7 +287,7 @@ def summary_table(script: list[Night], decisions: list[dict], adaptations: list[
             night.describe(),
             f"{first + 1}-{last + 1}",
             f"#{decision['event_id']}",
-            decision["shift_type"] or "-",
+            shift_type or "-",
             f"confirmed on shifted night {confirmed + 1}",
             adaptation,
         )

@@ -611,6 +611,30 @@ def meta_train(settings: Settings, monitor: MonitorConfig) -> dict[str, Any]:
     }
 
 
+#: share of feedback labels outside the model's classes that makes a shift semantic
+NOVEL_LABEL_SHARE = 0.05
+
+
+def _retype_by_feedback(settings: Settings, monitor: MonitorConfig, event: Any, labels: pd.DataFrame) -> str | None:
+    """The shift type, corrected by the event's feedback labels where they exist.
+
+    Unlabelled evidence cannot always tell novel classes from a strong covariate
+    shift (both make every detector surge). Labels can: classes the model does
+    not have mean a semantic shift; known classes only mean the inputs moved.
+    """
+    if labels.empty or event.shift_type == "prior":
+        return event.shift_type
+    _, _, fitted = _active_fitted(settings, monitor)
+    novel_share = float((~labels["label"].between(0, fitted.manifest["n_classes"] - 1)).mean())
+    shift_type = "semantic" if novel_share >= NOVEL_LABEL_SHARE else "covariate"
+    event.evidence = {
+        **event.evidence,
+        "feedback": {"n_labels": len(labels), "novel_label_share": novel_share, "typed_as": shift_type},
+    }
+    event.shift_type = shift_type
+    return shift_type
+
+
 def collect_adaptation_data(
     settings: Settings, monitor: MonitorConfig, event_id: int
 ) -> dict[str, Any]:
@@ -640,7 +664,7 @@ def collect_adaptation_data(
             ).all(),
             columns=["batch_date", "row_id", "label"],
         )
-        shift_type = event.shift_type
+        shift_type = _retype_by_feedback(settings, monitor, event, labels)
         events.set_event_status(session, event_id, "adapting")
 
     id_column = monitor.source.id_column
@@ -692,6 +716,8 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
     reason = None
     if not cfg.enabled:
         reason = "adaptation is disabled in the monitor config"
+    elif collected["shift_type"] == "prior":
+        reason = "prior shift: each class's inputs did not move, only the class mix; nothing to retrain"
     elif collected["shift_type"] == "semantic":
         reason = (
             "semantic shift (novel classes): a fixed classifier cannot learn them; needs a human"
@@ -710,21 +736,22 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
     _write_atomic(folder / "validation.parquet", lambda p: validation.to_parquet(p))
 
     columns = monitor.source.input_columns
-    x_support = support[columns].to_numpy(np.float32)
-    y_support = support["label"].to_numpy(np.int64)
+    label = monitor.reference.label_column
+    reference = _labelled_reference(monitor, monitor.reference.path)
+    # rehearsal: as many old-domain rows as new ones, so adapting does not forget the old domain
+    replay = reference.sample(n=min(len(support), len(reference)), random_state=event_id)
+    rehearsal = pd.concat([support[[*columns, "label"]], replay], ignore_index=True)
+    x_support = rehearsal[columns].to_numpy(np.float32)
+    y_support = rehearsal["label"].to_numpy(np.int64)
     module = trainable_module(fitted.model_spec(monitor.model))
     if (_meta_dir(settings, monitor) / "meta.json").exists():
-        adapted, method = (
-            MetaOODLearner.load(_meta_dir(settings, monitor), module).adapt(x_support, y_support),
-            "mol",
-        )
+        learner = MetaOODLearner.load(_meta_dir(settings, monitor), module)
+        adapted, method = learner.adapt(x_support, y_support), "mol"
     else:
         adapted = fine_tune(module, x_support, y_support, steps=cfg.inner_steps, lr=cfg.inner_lr)
         method = "finetune"
     model_file = export_module(adapted, _as_tensor(x_support[:2]), folder / "model.pt2")
 
-    label = monitor.reference.label_column
-    reference = _labelled_reference(monitor, monitor.reference.path)
     old_calibration = (
         _labelled_reference(monitor, monitor.reference.calibration_path)
         if monitor.reference.calibration_path
@@ -860,4 +887,5 @@ def adapt_for_event(settings: Settings, monitor: MonitorConfig, event_id: int) -
     collected = collect_adaptation_data(settings, monitor, event_id)
     candidate = adapt(settings, monitor, collected)
     validation = validate_candidate(settings, monitor, candidate)
-    return {**validation, **promote_candidate(settings, monitor, validation)}
+    outcome = promote_candidate(settings, monitor, validation)
+    return {"shift_type": collected.get("shift_type"), **validation, **outcome}
