@@ -178,7 +178,8 @@ class MonitorsFile(_Strict):
 
 
 def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
+    # an unknown key is usually a typo, and the cause of any "field required" beside it
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     kind = first["type"]
     message = "unknown key" if kind == "extra_forbidden" else first["msg"]
