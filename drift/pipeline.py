@@ -615,7 +615,9 @@ def meta_train(settings: Settings, monitor: MonitorConfig) -> dict[str, Any]:
 NOVEL_LABEL_SHARE = 0.05
 
 
-def _retype_by_feedback(settings: Settings, monitor: MonitorConfig, event: Any, labels: pd.DataFrame) -> str | None:
+def _retype_by_feedback(
+    settings: Settings, monitor: MonitorConfig, event: Any, labels: pd.DataFrame
+) -> str | None:
     """The shift type, corrected by the event's feedback labels where they exist.
 
     Unlabelled evidence cannot always tell novel classes from a strong covariate
@@ -629,7 +631,11 @@ def _retype_by_feedback(settings: Settings, monitor: MonitorConfig, event: Any, 
     shift_type = "semantic" if novel_share >= NOVEL_LABEL_SHARE else "covariate"
     event.evidence = {
         **event.evidence,
-        "feedback": {"n_labels": len(labels), "novel_label_share": novel_share, "typed_as": shift_type},
+        "feedback": {
+            "n_labels": len(labels),
+            "novel_label_share": novel_share,
+            "typed_as": shift_type,
+        },
     }
     event.shift_type = shift_type
     return shift_type
@@ -649,7 +655,11 @@ def collect_adaptation_data(
         if event is None:
             raise LookupError(f"no drift event with id {event_id}")
         if event.status != "confirmed":  # e.g. a re-run night emitted the Asset again
-            return {"event_id": event_id, "status": "skipped", "reason": f"event {event_id} is {event.status}"}
+            return {
+                "event_id": event_id,
+                "status": "skipped",
+                "reason": f"event {event_id} is {event.status}",
+            }
         nights = {
             b.batch_date: b.source.get("files", [])
             for b in event.batches
@@ -695,9 +705,9 @@ def collect_adaptation_data(
 def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any]) -> dict[str, Any]:
     """Adapt the model to the shifted nights' labelled rows and fit a candidate version.
 
-    The labelled rows are split three ways: support (adapts the model and joins
-    the detector banks), calibration (joins the threshold rows) and validation
-    (judges the candidate, never trained on). MOL adapts from its
+    The labelled rows are split in two: support (two thirds: adapts the model,
+    with as many old-domain rows rehearsed, and joins the detector banks) and
+    validation (judges the candidate, never trained on). MOL adapts from its
     meta-initialisation when one was meta-trained; otherwise the deployed model
     is fine-tuned with the same steps. Novel classes cannot be learned by a
     fixed classifier: a semantic shift is left to a human.
@@ -717,7 +727,9 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
     if not cfg.enabled:
         reason = "adaptation is disabled in the monitor config"
     elif collected["shift_type"] == "prior":
-        reason = "prior shift: each class's inputs did not move, only the class mix; nothing to retrain"
+        reason = (
+            "prior shift: each class's inputs did not move, only the class mix; nothing to retrain"
+        )
     elif collected["shift_type"] == "semantic":
         reason = (
             "semantic shift (novel classes): a fixed classifier cannot learn them; needs a human"
@@ -730,8 +742,9 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
         return {"event_id": event_id, "status": "skipped", "reason": reason}
 
     order = np.random.default_rng(event_id).permutation(len(labelled))
-    thirds = np.array_split(order, 3)
-    support, calib_new, validation = (labelled.iloc[np.sort(part)] for part in thirds)
+    n_validation = len(order) // 3
+    support = labelled.iloc[np.sort(order[n_validation:])]
+    validation = labelled.iloc[np.sort(order[:n_validation])]
     folder = _adapt_dir(settings, monitor, event_id)
     _write_atomic(folder / "validation.parquet", lambda p: validation.to_parquet(p))
 
@@ -752,21 +765,12 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
         method = "finetune"
     model_file = export_module(adapted, _as_tensor(x_support[:2]), folder / "model.pt2")
 
-    old_calibration = (
-        _labelled_reference(monitor, monitor.reference.calibration_path)
-        if monitor.reference.calibration_path
-        else None
-    )
-    new_rows = [support[[*columns, "label"]]]
+    # the new domain's rows join the banks; thresholds stay calibrated on the configured
+    # in-distribution rows, so "5% flagged" keeps its meaning across versions
     result = fit_monitor(
         settings,
         monitor,
-        reference=pd.concat([reference, *new_rows], ignore_index=True).rename(
-            columns={"label": label}
-        ),
-        calibration=None
-        if old_calibration is None
-        else pd.concat([old_calibration, calib_new[[*columns, "label"]]], ignore_index=True).rename(
+        reference=pd.concat([reference, support[[*columns, "label"]]], ignore_index=True).rename(
             columns={"label": label}
         ),
         model_file=model_file,
