@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from drift import sources
+from drift.atomic import write_file
 from drift.batch import FeatureBatch, InvalidBatchError
 from drift.calibration import ConformalCalibrator
 from drift.config import ModelSpec, MonitorConfig, Settings
@@ -55,20 +55,6 @@ def monitor_dir(settings: Settings, monitor: MonitorConfig) -> Path:
 
 def scores_dir(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Path:
     return monitor_dir(settings, monitor) / "scores" / f"ds={batch_date.isoformat()}"
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary name in the same folder, then rename: readers never
-    see half a file, and a task that dies leaves nothing half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -298,8 +284,8 @@ def score_shard(
     sample = pd.concat([sample, pd.DataFrame(_feature_columns(batch.take(keep)))], axis=1)
 
     out = scores_dir(settings, monitor, date.fromisoformat(plan["batch_date"]))
-    _write_atomic(out / f"shard-{shard['index']:05d}.parquet", lambda p: rows.to_parquet(p))
-    _write_atomic(out / f"sample-{shard['index']:05d}.parquet", lambda p: sample.to_parquet(p))
+    write_file(out / f"shard-{shard['index']:05d}.parquet", lambda p: rows.to_parquet(p))
+    write_file(out / f"sample-{shard['index']:05d}.parquet", lambda p: sample.to_parquet(p))
     return summary
 
 
@@ -691,7 +677,7 @@ def collect_adaptation_data(
     else:
         rows["label"] = np.nan
     path = _adapt_dir(settings, monitor, event_id) / "collected.parquet"
-    _write_atomic(path, lambda p: rows.to_parquet(p))
+    write_file(path, lambda p: rows.to_parquet(p))
     return {
         "event_id": event_id,
         "status": "collected",
@@ -746,7 +732,7 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: dict[str, Any])
     support = labelled.iloc[np.sort(order[n_validation:])]
     validation = labelled.iloc[np.sort(order[:n_validation])]
     folder = _adapt_dir(settings, monitor, event_id)
-    _write_atomic(folder / "validation.parquet", lambda p: validation.to_parquet(p))
+    write_file(folder / "validation.parquet", lambda p: validation.to_parquet(p))
 
     columns = monitor.source.input_columns
     label = monitor.reference.label_column

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from drift.atomic import atomic_folder as write_folder
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -27,19 +27,10 @@ def atomic_folder(path: str | os.PathLike, kind: str, meta: dict[str, Any]) -> I
     Readers never see a half-written artifact: the folder appears under its final
     name only once complete (an existing one is replaced).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with write_folder(path) as tmp:
         yield tmp
         document = {"type": kind, "format_version": FORMAT_VERSION, **meta}
         (tmp / META_FILE).write_text(json.dumps(document, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_meta(path: str | os.PathLike, kind: str) -> dict[str, Any]:

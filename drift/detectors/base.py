@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from drift.atomic import atomic_folder
 from drift.batch import FeatureBatch
 
 FORMAT_VERSION = 1
@@ -95,10 +94,7 @@ class Detector(ABC):
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted detector to the folder ``path`` atomically (temp folder + rename)."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             arrays, scalars = self._fitted_state(tmp)
             np.savez(tmp / "arrays.npz", **arrays)
             meta = {
@@ -108,13 +104,7 @@ class Detector(ABC):
                 "state": scalars,
             }
             (tmp / "detector.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Detector:
@@ -132,9 +122,7 @@ class Detector(ABC):
         meta = json.loads(meta_file.read_text())
         saved_type = meta.get("type")
         if cls is not Detector and saved_type != cls.name:
-            raise DetectorFileError(
-                f"{path}: holds a '{saved_type}' detector, not '{cls.name}'"
-            )
+            raise DetectorFileError(f"{path}: holds a '{saved_type}' detector, not '{cls.name}'")
         if meta.get("format_version") != FORMAT_VERSION:
             raise DetectorFileError(
                 f"{path}: format version {meta.get('format_version')!r}; "
