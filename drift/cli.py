@@ -34,8 +34,13 @@ MonitorOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _error(message: str) -> None:
+    """One line on stderr."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _error(message)
     raise typer.Exit(code)
 
 
@@ -117,7 +122,7 @@ def run(
         try:
             decision = pipeline.run_night(settings, m, night)
         except pipeline.BatchFailedError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             failed = True  # other monitors still run
             continue
         rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
@@ -385,11 +390,11 @@ def entrypoint() -> None:
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(2)
     except (FileNotFoundError, InvalidBatchError, OperationalError) as exc:
         message = str(exc).splitlines()[0]
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        _error(message)
         sys.exit(1)
 
 
