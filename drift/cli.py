@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from datetime import date
 from pathlib import Path
 from typing import Annotated
