@@ -26,7 +26,6 @@ domain-incremental learning. No EAR code or full text was available (``methods.m
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from torch import nn
 from drift.adapt._artifact import atomic_folder, read_meta
 from drift.batch import FeatureBatch
 from drift.detectors.hdc import HDCDetector
+from drift.params import ParamsMixin
 
 #: ``model(x) -> (features, logits)``: the frozen deployed model (encoder + original head).
 FrozenModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -125,7 +125,7 @@ def naswot_score(network: nn.Sequential, features: torch.Tensor) -> float:
     return float(logdet) if sign > 0 else float("-inf")
 
 
-class EARModel:
+class EARModel(ParamsMixin):
     """Frozen model + per-domain adaptors + HDC routing, grown one domain at a time.
 
     **Reconstruction** of EAR (Daniels et al., arXiv 2308.02084); see the module
@@ -234,10 +234,6 @@ class EARModel:
         self.lr = lr
         self.weight_decay = weight_decay
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
 
     # -- the frozen model ---------------------------------------------------------
     def _forward(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,6 @@ else here is a **reconstruction**, not the paper's recipe:
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from drift.adapt._artifact import atomic_folder, read_meta
+from drift.params import ParamsMixin
 
 #: ``shift_fn(x, rng) -> x'``: one simulated distribution shift applied to all rows of ``x``.
 ShiftFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -169,7 +169,7 @@ def fine_tune(
     return adapted
 
 
-class MetaOODLearner:
+class MetaOODLearner(ParamsMixin):
     """Meta-learns an initialisation θ that adapts to a new shift in a few SGD steps.
 
     **Reconstruction** of MOL (Wu et al., ICCV 2023); see the module docstring for
@@ -265,10 +265,6 @@ class MetaOODLearner:
         self.margin_in = margin_in
         self.margin_out = margin_out
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
 
     @property
     def loss_fn(self) -> EnergyMarginLoss:

@@ -18,6 +18,7 @@ import numpy as np
 
 from drift.atomic import atomic_folder
 from drift.batch import FeatureBatch
+from drift.params import ParamsMixin
 
 FORMAT_VERSION = 1
 
@@ -30,7 +31,7 @@ class DetectorFileError(ValueError):
     """A saved detector is missing, of another type, or of an unknown format version."""
 
 
-class Detector(ABC):
+class Detector(ParamsMixin, ABC):
     """Base class of every OOD detector.
 
     Subclasses store their constructor arguments unchanged as attributes of the
@@ -50,21 +51,6 @@ class Detector(ABC):
     @abstractmethod
     def score(self, batch: FeatureBatch) -> np.ndarray:
         """float64 (n,) OOD scores, higher = more OOD."""
-
-    # -- parameters -------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        import inspect
-
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind is not p.VAR_KEYWORD
-        ]
-        return {name: getattr(self, name) for name in names}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     @property
     def is_fitted(self) -> bool:
