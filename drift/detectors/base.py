@@ -119,3 +119,38 @@ class Detector(ParamsMixin, ABC):
             arrays = {k: npz[k] for k in npz.files}
         detector._restore_state(arrays, meta["state"], path)
         return detector
+
+
+class LogitDetector(Detector):
+    """Base of post-hoc scores on a classifier's logits with a temperature (energy, MSP).
+
+    Fitting only validates the temperature and records the class count;
+    subclasses implement :meth:`score_logits` on float64 logits.
+    """
+
+    needs: ClassVar[tuple[str, ...]] = ("logits",)
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def fit(self, reference: FeatureBatch) -> Self:
+        if self.temperature <= 0:
+            raise ValueError(f"{self.name}: temperature must be > 0, got {self.temperature}")
+        self.n_classes_ = int(self._require(reference, "logits").shape[1])
+        return self
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        self._check_fitted()
+        return self.score_logits(self._require(batch, "logits").astype(np.float64))
+
+    @abstractmethod
+    def score_logits(self, logits: np.ndarray) -> np.ndarray:
+        """float64 (n,) scores of (n, c) logits, higher = more OOD."""
+
+    def _fitted_state(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {}, {"n_classes_": self.n_classes_}
+
+    def _restore_state(
+        self, arrays: dict[str, np.ndarray], scalars: dict[str, Any], folder: Path
+    ) -> None:
+        self.n_classes_ = scalars["n_classes_"]

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Self
-
 import numpy as np
 from scipy.special import softmax
 
-from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
+from drift.detectors.base import LogitDetector
 
 
 @register
-class MSPDetector(Detector):
+class MSPDetector(LogitDetector):
     r"""Minus the largest softmax probability: :math:`-\max_c \mathrm{softmax}(f(x)/T)_c`.
 
     Higher = more OOD (a confident prediction scores near -1, a uniform one -1/C).
@@ -41,24 +37,6 @@ class MSPDetector(Detector):
     """
 
     name = "msp"
-    needs = ("logits",)
 
-    def __init__(self, temperature: float = 1.0):
-        self.temperature = temperature
-
-    def fit(self, reference: FeatureBatch) -> Self:
-        if self.temperature <= 0:
-            raise ValueError(f"msp: temperature must be > 0, got {self.temperature}")
-        self.n_classes_ = int(self._require(reference, "logits").shape[1])
-        return self
-
-    def score(self, batch: FeatureBatch) -> np.ndarray:
-        self._check_fitted()
-        logits = self._require(batch, "logits").astype(np.float64)
+    def score_logits(self, logits: np.ndarray) -> np.ndarray:
         return -softmax(logits / self.temperature, axis=1).max(axis=1)
-
-    def _fitted_state(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {}, {"n_classes_": self.n_classes_}
-
-    def _restore_state(self, arrays: dict, scalars: dict, folder: Path) -> None:
-        self.n_classes_ = scalars["n_classes_"]
