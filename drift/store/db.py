@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -13,13 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def migrations_dir() -> Path:
-    """The Alembic folder: ``$DRIFT_MIGRATIONS_DIR`` or ``sql/migrations`` beside the package."""
-    configured = os.environ.get("DRIFT_MIGRATIONS_DIR")
-    folder = Path(configured) if configured else Path(__file__).resolve().parents[2] / "sql" / "migrations"
+    """The Alembic folder shipped inside the package (``drift/migrations``), in a wheel too."""
+    folder = Path(str(resources.files("drift") / "migrations"))
     if not (folder / "env.py").is_file():
-        raise FileNotFoundError(
-            f"no Alembic migrations at {folder}; set DRIFT_MIGRATIONS_DIR to the repo's sql/migrations"
-        )
+        raise FileNotFoundError(f"no Alembic migrations at {folder}: the driftwatch install is incomplete")
     return folder
 
 
