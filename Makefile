@@ -40,8 +40,10 @@ test: install-full
 airflow: install-full
 	bash scripts/airflow_local.sh
 
+## make lint: ruff (style, imports, annotations, unused noqa) and mypy (config in pyproject.toml)
 lint: install-full
 	$(VENV)/bin/ruff check drift dags tests benchmarks
+	$(VENV)/bin/mypy
 
 ## make peers: the separate benchmark environment with the peer tools (pytorch-ood, NannyML, river)
 peers:
