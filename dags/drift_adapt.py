@@ -1,4 +1,4 @@
-"""`drift_adapt__<monitor>`: adapt a monitored model after a confirmed shift (DESIGN §1, §5).
+"""`drift_adapt__<monitor>`: adapt a monitored model after a confirmed shift (docs/architecture.md §1).
 
     collect -> adapt -> validate -> promote
 

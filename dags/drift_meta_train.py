@@ -1,5 +1,5 @@
 """`drift_meta_train`: weekly (or manual) meta-training of each monitor's MOL
-initialisation on shifts simulated from its reference data (DESIGN §5).
+initialisation on shifts simulated from its reference data (docs/methods.md §5.1).
 
 One task per monitor, so one monitor's failure neither hides nor blocks another's.
 """

@@ -1,4 +1,4 @@
-"""`drift_nightly__<monitor>`: one nightly DAG per monitor in the config (DESIGN §1).
+"""`drift_nightly__<monitor>`: one nightly DAG per monitor in the config (docs/architecture.md §1).
 
     discover -> shards -> score (mapped: one task per shard) -> aggregate -> decide
         -> alert

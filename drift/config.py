@@ -123,7 +123,7 @@ class DetectorSpec(_Strict):
 
 
 class AdaptationSettings(_Strict):
-    """What the adaptation DAG does with a confirmed shift (DESIGN §5)."""
+    """What the adaptation DAG does with a confirmed shift (docs/methods.md §5)."""
 
     enabled: bool = True
     #: feedback-labelled rows of the shifted nights needed before an adaptation may run

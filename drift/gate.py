@@ -6,7 +6,7 @@ after the previous night and tonight's evidence, and returns a
 state on ``batches.gate_state``; a gate restarted on another worker continues
 from it and decides exactly as an uninterrupted one would.
 
-The rule (DESIGN.md §4, methods.md §8.4):
+The rule (docs/methods.md §4):
 
 * **act family** — every detector's flag-count and score-distribution tests
   plus the batch-level embedding MMD and class-mix tests. Bonferroni across

@@ -4,7 +4,7 @@ AUROC and AUPR treat OOD rows as the positive class. FPR95 follows the OOD
 literature's wording ("FPR at 95% TPR", ID = positive): it is the fraction of
 OOD rows **not flagged** when the threshold leaves 95% of ID rows unflagged.
 One implementation (scikit-learn ``roc_curve``, first operating point whose TPR
-reaches the target) is used everywhere, as recommended in methods.md §9.
+reaches the target) is used everywhere, as docs/methods.md §6 explains.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The CLI calls them in-process; the Airflow DAGs call the same functions, one
 per task. Steps hand each other small JSON-able dicts; per-row data goes to the
 artifact store under ``DRIFT_HOME`` and durable results go to the event store.
 
-Nightly flow (DESIGN §1)::
+Nightly flow (docs/architecture.md §1)::
 
     discover -> score_shard x N -> aggregate -> decide -> send_alerts
 """
@@ -124,7 +124,7 @@ def fit_monitor(
 ) -> dict[str, Any]:
     """Reference -> fitted detectors + conformal calibration, as a new model version.
 
-    Thresholds are calibrated on rows in no detector bank (DESIGN §3): the
+    Thresholds are calibrated on rows in no detector bank (docs/methods.md §2): the
     ``reference.calibration_path`` file when configured (best: rows the model
     never trained on), else a held-out share ``calibration_fraction`` of the
     reference. ``model_file`` (an adapted ``torch.export`` program) is stored

@@ -1,6 +1,6 @@
 """The monitor report: one self-contained HTML file per monitor and date range, and its plots.
 
-What a user sees (DESIGN §2, issue 6): per detector, the nightly OOD rate
+What a user sees (docs/architecture.md §1, issue 6): per detector, the nightly OOD rate
 against its calibrated expected rate and the CUSUM statistic against its alarm
 level, with warning and confirmed nights shaded; score histograms of the
 calibration (reference) scores against one night; the input columns that moved
@@ -8,7 +8,7 @@ most; the event log with its decisive tests; adaptations before/after; a
 verdict timeline.
 
 Size is bounded by design, not by the data (Evidently's HTML grows with the
-rows and reaches hundreds of MB, anchors.md §2): the report reads only summaries
+rows and reaches hundreds of MB): the report reads only summaries
 from the event store, the night's per-row *score* column shard by shard into
 fixed bins, and the per-night input samples the pipeline already keeps
 (``SAMPLE_ROWS``). A fixed number of figures are embedded as base64 PNG, inline

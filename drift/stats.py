@@ -6,7 +6,7 @@ rows a p-value alone flags shifts too small to matter (Evidently #20, #50), so
 a night only counts as significant when the p-value is small *and* the effect
 is large enough.
 
-What is here (methods.md §8):
+What is here (docs/methods.md §3):
 
 * :func:`flag_count_test` — the night's OOD-flag count against the
   beta-binomial null of a conformal threshold fitted on ``m`` rows;
@@ -74,7 +74,7 @@ def flag_rate_quantile(tpr: float, n_calibration: int, quantile: float) -> float
     """A quantile of the true ID flag rate U ~ Beta(K, m - K + 1) of a conformal threshold.
 
     An upper quantile bounds how far an unlucky calibration set can push the
-    ID flag rate above its nominal value (methods.md §8.1, "bound the true FPR").
+    ID flag rate above its nominal value (docs/methods.md §2, "bound the true FPR").
 
     Examples
     --------
@@ -95,7 +95,7 @@ def flag_count_test(
     The threshold was estimated from ``n_calibration`` rows, so the true ID flag
     rate is itself random: U ~ Beta(K, m - K + 1) with K = floor((1 - tpr)(m + 1)).
     The count's null is then beta-binomial, not binomial, and the test keeps its
-    level whatever the batch size (methods.md §8.1).
+    level whatever the batch size (docs/methods.md §3.1).
 
     Effect size: observed flag rate minus the expected rate K / (m + 1).
 

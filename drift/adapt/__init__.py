@@ -1,4 +1,4 @@
-"""Adaptation to confirmed shifts (DESIGN.md §5): MOL few-shot re-adaptation and EAR growth.
+"""Adaptation to confirmed shifts (docs/methods.md §5): MOL few-shot re-adaptation and EAR growth.
 
 * :class:`MetaOODLearner` — meta-learned initialisation, adapted from scratch each
   night in a few SGD steps on the night's feedback-labelled rows (MOL, reconstructed).

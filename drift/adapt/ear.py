@@ -5,8 +5,8 @@ Adaptation for Continual Learning at the Edge", arXiv 2308.02084 (SRI). The abst
 fixes the three parts: a frozen DNN feature encoder; OOD detection by combining its
 features with hyperdimensional computing (HDC); low-parameter adaptors found by
 zero-shot NAS; and reconfigurators that route data through the right adaptor for
-domain-incremental learning. No EAR code or full text was available (``methods.md``
-§2), so the following choices are a **reconstruction**:
+domain-incremental learning. No EAR code or full text was available (``docs/methods.md``
+§5.2), so the following choices are a **reconstruction**:
 
 * HDC = the HDFF detector (Wilson et al., WACV 2023), :class:`drift.detectors.hdc.HDCDetector`,
   on the encoder's features (single layer);

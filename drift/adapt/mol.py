@@ -4,7 +4,7 @@ Wu, Lu, Fang, Zhang, "Meta OOD Learning for Continuously Adaptive OOD Detection"
 ICCV 2023 (arXiv 2309.11705), in the CAOOD setting: ID and OOD distributions keep
 shifting and each new distribution comes with only a few labelled ID rows.
 
-Only the paper's abstract could be read (see ``methods.md`` §1). What is fixed by
+Only the paper's abstract could be read (see ``docs/methods.md`` §5.1). What is fixed by
 the abstract: a *learning-to-adapt* scheme that learns a good initialisation θ during
 training and adapts it to each new distribution with a few gradient steps. Everything
 else here is a **reconstruction**, not the paper's recipe:
