@@ -1,34 +1,9 @@
-"""EAR: frozen Encoder, shallow Adaptors chosen by zero-shot NAS, and a Reconfigurator.
-
-Daniels, Hu, Lomnitz, Miller, Raghavan, Zhang, Piacentino, Zhang, "Efficient Model
-Adaptation for Continual Learning at the Edge", arXiv 2308.02084 (SRI). The abstract
-fixes the three parts: a frozen DNN feature encoder; OOD detection by combining its
-features with hyperdimensional computing (HDC); low-parameter adaptors found by
-zero-shot NAS; and reconfigurators that route data through the right adaptor for
-domain-incremental learning. No EAR code or full text was available (``methods.md``
-§2), so the following choices are a **reconstruction**:
-
-* HDC = the HDFF detector (Wilson et al., WACV 2023), :class:`drift.detectors.hdc.HDCDetector`,
-  on the encoder's features (single layer);
-* candidate adaptors = ReLU MLP heads on the features (:class:`AdaptorSpec`);
-* zero-shot proxy = NASWOT (Mellor et al., ICML 2021), :func:`naswot_score`;
-* reconfigurator = per-row routing to the domain whose hypervectors are nearest by
-  cosine: ``routing="class"`` compares a row with every domain's class hypervectors
-  (the domain of the best class wins), ``routing="domain"`` with each domain's single
-  bundled domain hypervector. Domain 0 is the original domain, served by the
-  model's own, untouched classifier head;
-* the original domain's similarity gets the smallest bonus that keeps a fraction
-  ``original_keep`` of its own reference rows on the original head (recalibrated
-  after each new domain). Rows of the original domain sit near the centre of the
-  hyperspace, where cosine is a poor guide; without the bonus about 10 % of clean
-  digits are misrouted to an adaptor, which is exactly the forgetting EAR must avoid.
-"""
+"""EARModel: a frozen model grown one domain at a time with routed adaptors."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -38,6 +13,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from drift.adapt._artifact import atomic_folder, read_meta
+from drift.adapt.ear.export import EARModule
+from drift.adapt.ear.routing import (
+    ROUTER_LAYERS,
+    DomainRows,
+    HDCRouter,
+    LearnedRouter,
+    calibrate_original_bonus,
+)
+from drift.adapt.ear.spec import DEFAULT_CANDIDATES, AdaptorSpec, naswot_score
 from drift.batch import FeatureBatch
 from drift.detectors.hdc import HDCDetector
 from drift.params import ParamsMixin
@@ -45,96 +29,27 @@ from drift.params import ParamsMixin
 #: ``model(x) -> (features, logits)``: the frozen deployed model (encoder + original head).
 FrozenModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-_ADAPTORS_FILE = "adaptors.safetensors"
+_TENSORS_FILE = "adaptors.safetensors"
 _HDC_FOLDER = "hdc"
-_MAX_REFERENCE_ROWS = 2048
-
-
-@dataclass(frozen=True)
-class AdaptorSpec:
-    """A shallow adaptor architecture: ReLU MLP with ``hidden`` widths, features → logits.
-
-    Examples
-    --------
-    >>> spec = AdaptorSpec((32, 16))
-    >>> spec.build(in_dim=8, n_classes=3)
-    Sequential(
-      (0): Linear(in_features=8, out_features=32, bias=True)
-      (1): ReLU()
-      (2): Linear(in_features=32, out_features=16, bias=True)
-      (3): ReLU()
-      (4): Linear(in_features=16, out_features=3, bias=True)
-    )
-    >>> spec.n_params(in_dim=8, n_classes=3)
-    867
-    """
-
-    hidden: tuple[int, ...]
-
-    def build(self, in_dim: int, n_classes: int) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for width in self.hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU()]
-            in_dim = width
-        return nn.Sequential(*layers, nn.Linear(in_dim, n_classes))
-
-    def n_params(self, in_dim: int, n_classes: int) -> int:
-        widths = (in_dim, *self.hidden, n_classes)
-        return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-
-
-#: Default search space: one or two hidden layers of 32..256 units.
-DEFAULT_CANDIDATES: tuple[tuple[int, ...], ...] = (
-    (32,), (64,), (128,), (256,), (32, 32), (64, 64), (128, 128),
-)
-
-
-def naswot_score(network: nn.Sequential, features: torch.Tensor) -> float:
-    r"""NASWOT: log-determinant of the binary activation-pattern kernel at initialisation.
-
-    Each row's code :math:`c_i \in \{0,1\}^{N_A}` records which of the network's
-    :math:`N_A` ReLU units are active. :math:`K_{ij} = N_A - \mathrm{Hamming}(c_i, c_j)`
-    (the number of units on which rows *i* and *j* agree), and the score is
-    :math:`\log|\det K|`: higher when the untrained network already separates the
-    rows into distinct linear regions. Training-free and label-free. A singular
-    kernel (two rows with identical codes, or fewer units than rows) scores −inf.
-
-    Examples
-    --------
-    >>> torch.manual_seed(0) and None
-    >>> x = torch.randn(16, 8)
-    >>> narrow, wide = AdaptorSpec((4,)).build(8, 2), AdaptorSpec((64,)).build(8, 2)
-    >>> naswot_score(narrow, x), naswot_score(wide, x) > 0
-    (-inf, True)
-
-    References
-    ----------
-    Mellor, Turner, Storkey, Crowley, "Neural Architecture Search without
-    Training", ICML 2021.
-    """
-    codes = []
-    with torch.no_grad():
-        hidden = features
-        for layer in network:
-            hidden = layer(hidden)
-            if isinstance(layer, nn.ReLU):
-                codes.append((hidden > 0).double())
-    c = torch.cat(codes, dim=1)
-    kernel = c @ c.T + (1 - c) @ (1 - c).T
-    sign, logdet = torch.linalg.slogdet(kernel)
-    return float(logdet) if sign > 0 else float("-inf")
+#: rows stored per domain, for retraining the router (rehearsal) and calibrating the bonus
+_MAX_DOMAIN_ROWS = 2048
+_ROW_FIELDS = ("inputs", "features", "logits", "labels")
+ROUTINGS = ("learned", "class", "domain")
 
 
 class EARModel(ParamsMixin):
-    """Frozen model + per-domain adaptors + HDC routing, grown one domain at a time.
+    """Frozen model + per-domain adaptors + a router, grown one domain at a time.
 
-    **Reconstruction** of EAR (Daniels et al., arXiv 2308.02084); see the module
-    docstring. :meth:`fit` registers the original domain (served by the model's own
-    head); each :meth:`add_domain` ranks the candidate adaptors by :func:`naswot_score`
-    on the new domain's features, trains the best one (within ``max_params``) on the
-    domain's labelled rows, and adds the domain's hypervectors to the router. Neither
-    the encoder nor the original head is ever trained, so rows routed to domain 0
-    get exactly the original logits: forgetting can only come from misrouting.
+    **Reconstruction** of EAR (Daniels et al., arXiv 2308.02084); see
+    :mod:`drift.adapt.ear`. :meth:`fit` registers the original domain (served by the
+    model's own head); each :meth:`add_domain` ranks the candidate adaptors by
+    :func:`naswot_score` on the new domain's features, trains the best one (within
+    ``max_params``) on the domain's labelled rows, stores up to 2048 of its rows and
+    retrains the router on the stored rows of every domain. Neither the encoder nor
+    the original head nor an earlier adaptor is ever trained again, so rows routed
+    to domain 0 get exactly the original logits and an earlier domain can only lose
+    rows through misrouting. :meth:`remove_domain` drops a domain (rollback);
+    :meth:`module` is the whole thing as one ``nn.Module`` for ``torch.export``.
 
     Domain-incremental only: every domain uses the original label set.
 
@@ -149,19 +64,24 @@ class EARModel(ParamsMixin):
         parameter budget of an adaptor; the best-scoring candidate within it wins
         (None = no budget).
     routing
-        ``"class"`` (nearest class hypervector of any domain) or ``"domain"``
-        (nearest bundled domain hypervector).
+        ``"learned"`` (:class:`~drift.adapt.ear.routing.LearnedRouter`), or the HDC
+        ablations ``"class"`` (nearest class hypervector of any domain) and
+        ``"domain"`` (nearest bundled domain hypervector).
+    router_layers
+        layers the learned router reads: any of ``"input"``, ``"features"``, ``"logits"``.
+    router_l2
+        L2 penalty of the learned router's weights.
     original_keep
-        fraction in (0, 1] of the original domain's reference rows that must stay
-        routed to it (see the module docstring); None = plain nearest hypervector.
+        fraction in (0, 1] of the original domain's stored rows that must stay
+        routed to it; None = no bonus for the original domain.
     hdc_dim
-        hypervector dimension of the HDC detector.
+        hypervector dimension of the HDC detector (OOD score, HDC routing).
     proxy_rows
         rows of the new domain the proxy is computed on.
     epochs, lr, weight_decay
         full-batch Adam training of a chosen adaptor.
     seed
-        seeds the projection, proxy row sample, adaptor initialisation.
+        seeds the projection, row samples, adaptor initialisation.
 
     Attributes
     ----------
@@ -172,15 +92,14 @@ class EARModel(ParamsMixin):
     adaptor_specs_ : list of AdaptorSpec
     proxy_scores_ : list of dict
         per added domain, the NASWOT score of each candidate (keyed by its widths).
+    domain_rows_ : list of DomainRows
+        up to 2048 stored rows of each domain.
     hdc_ : HDCDetector
-        shared projection; its class ids are ``domain * n_classes_ + label``.
-    domain_vectors_ : ndarray (n_domains, D)
-        unit bundled hypervector of each domain's rows.
-    reference_features_ : Tensor (m, d)
-        up to ``_MAX_REFERENCE_ROWS`` original-domain feature rows, to calibrate
-        ``original_bonus_``.
+        class hypervectors of every domain (class id ``domain * n_classes_ + label``).
+    router_ : nn.Module
+        ``router_(x, features, logits) -> (n, n_domains)`` scores.
     original_bonus_ : float
-        added to the original domain's similarity when routing.
+        added to the original domain's score when routing.
 
     Examples
     --------
@@ -194,10 +113,12 @@ class EARModel(ParamsMixin):
     >>> ear = EARModel(Frozen(), hdc_dim=256, epochs=50).fit(x, y)
     >>> ear = ear.add_domain(shifted, y, "shifted")
     >>> ear.domain_names_, float((ear.route(shifted) == 1).mean()), float((ear.route(x) == 0).mean())
-    (['original', 'shifted'], 0.96, 0.99)
+    (['original', 'shifted'], 1.0, 1.0)
     >>> original = ear.route(x) == 0  # rows kept on the original head get its exact logits
     >>> bool(np.array_equal(ear.predict(x)[original], Frozen()(torch.as_tensor(x[original]))[1].numpy()))
     True
+    >>> ear.remove_domain("shifted").domain_names_
+    ['original']
 
     References
     ----------
@@ -214,7 +135,9 @@ class EARModel(ParamsMixin):
         model: FrozenModel,
         candidates: Sequence[tuple[int, ...]] = DEFAULT_CANDIDATES,
         max_params: int | None = None,
-        routing: str = "class",
+        routing: str = "learned",
+        router_layers: Sequence[str] = ROUTER_LAYERS,
+        router_l2: float = 1e-3,
         original_keep: float | None = 0.99,
         hdc_dim: int = 4096,
         proxy_rows: int = 32,
@@ -227,6 +150,8 @@ class EARModel(ParamsMixin):
         self.candidates = candidates
         self.max_params = max_params
         self.routing = routing
+        self.router_layers = router_layers
+        self.router_l2 = router_l2
         self.original_keep = original_keep
         self.hdc_dim = hdc_dim
         self.proxy_rows = proxy_rows
@@ -236,36 +161,43 @@ class EARModel(ParamsMixin):
         self.seed = seed
 
     # -- the frozen model ---------------------------------------------------------
-    def _forward(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, x: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         with torch.no_grad():
-            features, logits = self.model(torch.as_tensor(np.asarray(x), dtype=torch.float32))
-        return features.detach(), logits.detach()
+            features, logits = self.model(inputs)
+        return inputs, features.detach(), logits.detach()
+
+    def _domain_rows(self, x: Any, labels: np.ndarray, domain: int) -> DomainRows:
+        inputs, features, logits = self._forward(x)
+        rows = np.random.default_rng(self.seed + domain).permutation(len(inputs))[:_MAX_DOMAIN_ROWS]
+        keep = torch.as_tensor(np.sort(rows))
+        return DomainRows(inputs[keep], features[keep], logits[keep], torch.as_tensor(labels)[keep])
 
     # -- growing ------------------------------------------------------------------
     def fit(self, x: Any, y: Any) -> Self:
         """Register the original domain (rows ``x``, labels ``y``) as domain 0."""
-        if self.routing not in ("class", "domain"):
-            raise ValueError(f"EARModel: routing must be 'class' or 'domain', got {self.routing!r}")
-        features, logits = self._forward(x)
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"EARModel: routing must be one of {ROUTINGS}, got {self.routing!r}")
+        unknown = set(self.router_layers) - set(ROUTER_LAYERS)
+        if unknown or not self.router_layers:
+            raise ValueError(f"EARModel: router_layers must be a non-empty subset of {ROUTER_LAYERS}")
+        inputs, _, logits = self._forward(x[:1])
         self.n_classes_ = int(logits.shape[1])
-        self.hdc_ = HDCDetector(dim=self.hdc_dim, seed=self.seed).fit(
-            FeatureBatch(features.numpy(), labels=self._check_labels(y))
-        )
         self.domain_names_ = ["original"]
+        self.domain_rows_ = [self._domain_rows(x, self._check_labels(y), 0)]
         self.adaptors_: list[nn.Sequential] = []
         self.adaptor_specs_: list[AdaptorSpec] = []
         self.proxy_scores_: list[dict[str, float]] = []
-        self.domain_vectors_ = self.hdc_.domain_hypervector(FeatureBatch(features.numpy()))[None]
-        rows = np.random.default_rng(self.seed).permutation(len(features))[:_MAX_REFERENCE_ROWS]
-        self.reference_features_ = features[np.sort(rows)]
-        self.original_bonus_ = 0.0
+        self._rebuild_router()
         return self
 
     def add_domain(self, x: Any, y: Any, name: str) -> Self:
         """Choose, train and register an adaptor for a new domain's labelled rows."""
         self._check_fitted()
+        if name in self.domain_names_:
+            raise ValueError(f"EARModel: a domain named {name!r} exists already")
         labels = self._check_labels(y)
-        features, _ = self._forward(x)
+        _, features, _ = self._forward(x)
         domain = len(self.domain_names_)
         specs, scores = self.rank_candidates(features)
         eligible = [s for s in specs if self._within_budget(s, features)]
@@ -273,23 +205,38 @@ class EARModel(ParamsMixin):
             raise ValueError(f"EARModel: no candidate adaptor within max_params={self.max_params}")
         spec = eligible[0]
         adaptor = self._train(spec, features, torch.as_tensor(labels), domain)
-        batch = FeatureBatch(features.numpy(), labels=labels + domain * self.n_classes_)
-        self.hdc_.partial_fit(batch)
-        self.domain_vectors_ = np.vstack([self.domain_vectors_, self.hdc_.domain_hypervector(batch)])
         self.domain_names_.append(name)
+        self.domain_rows_.append(self._domain_rows(x, labels, domain))
         self.adaptors_.append(adaptor)
         self.adaptor_specs_.append(spec)
         self.proxy_scores_.append({_key(s): v for s, v in zip(specs, scores, strict=True)})
-        self.original_bonus_ = self._calibrate_bonus()
+        self._rebuild_router()
         return self
 
-    def _calibrate_bonus(self) -> float:
-        """Smallest bonus keeping ``original_keep`` of the original reference rows on domain 0."""
-        if self.original_keep is None:
-            return 0.0
-        similarities = self._domain_similarities(self.reference_features_)
-        lead_of_best_new = similarities[:, 1:].max(axis=1) - similarities[:, 0]
-        return max(0.0, float(np.quantile(lead_of_best_new, self.original_keep)))
+    def remove_domain(self, name: str) -> Self:
+        """Drop an added domain and its adaptor (rollback); the router is retrained without it."""
+        self._check_fitted()
+        if name not in self.domain_names_[1:]:
+            raise ValueError(f"EARModel: no added domain named {name!r} (added: {self.domain_names_[1:]})")
+        domain = self.domain_names_.index(name)
+        for kept in (self.domain_names_, self.domain_rows_):
+            del kept[domain]
+        for kept in (self.adaptors_, self.adaptor_specs_, self.proxy_scores_):
+            del kept[domain - 1]
+        self._rebuild_router()
+        return self
+
+    def _rebuild_router(self) -> None:
+        """HDC class hypervectors and the router from the stored rows of every domain."""
+        self.hdc_ = HDCDetector(dim=self.hdc_dim, seed=self.seed)
+        for d, rows in enumerate(self.domain_rows_):
+            labels = rows.labels.numpy() + d * self.n_classes_
+            self.hdc_.partial_fit(FeatureBatch(rows.features.numpy(), labels=labels))
+        if self.routing == "learned":
+            self.router_ = LearnedRouter.train_on(self.domain_rows_, self.router_layers, self.router_l2)
+        else:
+            self.router_ = HDCRouter.from_hdc(self.routing, self.hdc_, self.domain_rows_, self.n_classes_)
+        self.original_bonus_ = calibrate_original_bonus(self.router_, self.domain_rows_[0], self.original_keep)
 
     def rank_candidates(self, features: torch.Tensor) -> tuple[list[AdaptorSpec], list[float]]:
         """Candidates sorted by NASWOT score on (up to ``proxy_rows`` of) ``features``, best first.
@@ -324,47 +271,27 @@ class EARModel(ParamsMixin):
         return adaptor.eval().requires_grad_(False)
 
     # -- inference ----------------------------------------------------------------
+    def module(self) -> EARModule:
+        """The frozen model, adaptors and router as one ``forward(x) -> (features, logits)``."""
+        self._check_fitted()
+        return EARModule(self.model, self.adaptors_, self.router_)
+
     def route(self, x: Any) -> np.ndarray:
         """int (n,) domain index of each row (0 = original domain, original head)."""
-        self._check_fitted()
-        return self._route_features(self._forward(x)[0])
-
-    def _route_features(self, features: torch.Tensor) -> np.ndarray:
-        similarities = self._domain_similarities(features)
-        similarities[:, 0] += self.original_bonus_
-        return similarities.argmax(axis=1)
-
-    def _domain_similarities(self, features: torch.Tensor) -> np.ndarray:
-        """(n, n_domains) cosine similarity of each row to each domain (per ``routing``)."""
-        batch = FeatureBatch(features.numpy())
-        if self.routing == "domain":
-            rows = self.hdc_.hypervectors(batch.features)
-            rows /= np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12
-            return rows @ self.domain_vectors_.T
-        similarities = self.hdc_.class_similarities(batch)
-        class_domain = self.hdc_.classes_ // self.n_classes_
-        return np.stack(
-            [similarities[:, class_domain == d].max(axis=1) for d in range(len(self.domain_names_))],
-            axis=1,
-        )
+        inputs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        with torch.no_grad():
+            return self.module().routes(inputs).numpy()
 
     def predict(self, x: Any) -> np.ndarray:
         """float32 (n, n_classes) logits, each row from the head of the domain it is routed to."""
-        self._check_fitted()
-        features, logits = self._forward(x)
-        domains = self._route_features(features)
-        out = logits.clone()
+        inputs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         with torch.no_grad():
-            for d, adaptor in enumerate(self.adaptors_, start=1):
-                rows = torch.as_tensor(np.flatnonzero(domains == d))
-                if len(rows):
-                    out[rows] = adaptor(features[rows])
-        return out.numpy()
+            return self.module()(inputs)[1].numpy()
 
     def ood_score(self, x: Any) -> np.ndarray:
         """float64 (n,) HDC OOD score against all known domains' classes: higher = more OOD."""
         self._check_fitted()
-        return self.hdc_.score(FeatureBatch(self._forward(x)[0].numpy()))
+        return self.hdc_.score(FeatureBatch(self._forward(x)[1].numpy()))
 
     # -- persistence --------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -372,6 +299,7 @@ class EARModel(ParamsMixin):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items() if k != "model"}
         params["candidates"] = [list(c) for c in self.candidates]
+        params["router_layers"] = list(self.router_layers)
         meta = {
             "params": params,
             "n_classes_": self.n_classes_,
@@ -382,30 +310,39 @@ class EARModel(ParamsMixin):
         }
         with atomic_folder(path, self.kind, meta) as tmp:
             self.hdc_.save(tmp / _HDC_FOLDER)
-            tensors = {
-                "domain_vectors_": torch.as_tensor(self.domain_vectors_),
-                "reference_features_": self.reference_features_.contiguous(),
-            }
+            tensors = {f"router.{k}": v.contiguous() for k, v in self.router_.state_dict().items()}
+            for d, rows in enumerate(self.domain_rows_):
+                tensors |= {f"rows.{d}.{field}": getattr(rows, field).contiguous() for field in _ROW_FIELDS}
             for d, adaptor in enumerate(self.adaptors_, start=1):
                 tensors |= {f"{d}.{k}": v.contiguous() for k, v in adaptor.state_dict().items()}
-            save_file(tensors, str(tmp / _ADAPTORS_FILE))
+            save_file(tensors, str(tmp / _TENSORS_FILE))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: FrozenModel) -> EARModel:
         """Load an EAR model saved by :meth:`save` around the same frozen ``model``."""
         meta = read_meta(path, cls.kind)
-        params = meta["params"] | {"candidates": tuple(tuple(c) for c in meta["params"]["candidates"])}
+        params = meta["params"] | {
+            "candidates": tuple(tuple(c) for c in meta["params"]["candidates"]),
+            "router_layers": tuple(meta["params"]["router_layers"]),
+        }
         ear = cls(model, **params)
         ear.n_classes_ = meta["n_classes_"]
         ear.domain_names_ = meta["domain_names_"]
         ear.proxy_scores_ = meta["proxy_scores_"]
         ear.adaptor_specs_ = [AdaptorSpec(tuple(h)) for h in meta["adaptor_specs_"]]
-        ear.hdc_ = HDCDetector.load(Path(path) / _HDC_FOLDER)
-        tensors = load_file(str(Path(path) / _ADAPTORS_FILE))
-        ear.domain_vectors_ = tensors.pop("domain_vectors_").numpy()
-        ear.reference_features_ = tensors.pop("reference_features_")
         ear.original_bonus_ = meta["original_bonus_"]
+        ear.hdc_ = HDCDetector.load(Path(path) / _HDC_FOLDER)
+        tensors = load_file(str(Path(path) / _TENSORS_FILE))
+        ear.domain_rows_ = [
+            DomainRows(*(tensors[f"rows.{d}.{field}"] for field in _ROW_FIELDS))
+            for d in range(len(ear.domain_names_))
+        ]
+        router = {k.removeprefix("router."): v for k, v in tensors.items() if k.startswith("router.")}
+        if ear.routing == "learned":
+            ear.router_ = LearnedRouter(ear.router_layers, **router)
+        else:
+            ear.router_ = HDCRouter(ear.routing, **router)
         in_dim = ear.hdc_.projection_.shape[0]
         ear.adaptors_ = []
         for d, spec in enumerate(ear.adaptor_specs_, start=1):
@@ -417,7 +354,7 @@ class EARModel(ParamsMixin):
 
     # -- checks -------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "hdc_"):
+        if not hasattr(self, "router_"):
             raise RuntimeError("EARModel: call fit() or load() first")
 
     def _check_labels(self, y: Any) -> np.ndarray:
