@@ -60,7 +60,9 @@ def run_seed(seed: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ear_routing.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "ear_routing.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     per_seed = {seed: run_seed(seed) for seed in args.seeds}
@@ -73,10 +75,17 @@ def main() -> None:
                 for key in ("accuracy", "routing_accuracy")
             }
         summary.append(row)
-        print(f"after {row['added']}:", ", ".join(
-            f"{d} acc {v['accuracy']:.3f} route {v['routing_accuracy']:.3f}" for d, v in row["domains"].items()))
+        print(
+            f"after {row['added']}:",
+            ", ".join(
+                f"{d} acc {v['accuracy']:.3f} route {v['routing_accuracy']:.3f}"
+                for d, v in row["domains"].items()
+            ),
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"seeds": args.seeds, "summary": summary, "per_seed": per_seed}, indent=2))
+    args.out.write_text(
+        json.dumps({"seeds": args.seeds, "summary": summary, "per_seed": per_seed}, indent=2)
+    )
 
 
 if __name__ == "__main__":

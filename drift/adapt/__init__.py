@@ -10,7 +10,14 @@
 """
 
 from drift.adapt._artifact import AdaptFileError
-from drift.adapt.ear import DEFAULT_CANDIDATES, AdaptorSpec, EARModel, EARModule, export_ear, naswot_score
+from drift.adapt.ear import (
+    DEFAULT_CANDIDATES,
+    AdaptorSpec,
+    EARModel,
+    EARModule,
+    export_ear,
+    naswot_score,
+)
 from drift.adapt.models import export_module, trainable_module
 from drift.adapt.mol import (
     EnergyMarginLoss,

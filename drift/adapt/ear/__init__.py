@@ -24,8 +24,8 @@ domain-incremental learning. No EAR code or full text was available (``methods.m
   it as a ``torch.export`` ``.pt2``.
 """
 
-from drift.adapt.ear.export import EARModule, export_ear
-from drift.adapt.ear.model import ROUTINGS, EARModel, FrozenModel
+from drift.adapt.ear.export import EARModule, FrozenModel, export_ear
+from drift.adapt.ear.model import ROUTINGS, EARModel
 from drift.adapt.ear.routing import ROUTER_LAYERS, DomainRows, HDCRouter, LearnedRouter
 from drift.adapt.ear.spec import DEFAULT_CANDIDATES, AdaptorSpec, naswot_score
 

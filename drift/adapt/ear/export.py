@@ -8,7 +8,7 @@ domain back = :meth:`EARModel.remove_domain` and exporting again.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,9 @@ from drift.adapt.models import export_module
 
 if TYPE_CHECKING:
     from drift.adapt.ear.model import EARModel
+
+#: ``model(x) -> (features, logits)``: the frozen deployed model (encoder + original head).
+FrozenModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class EARModule(nn.Module):
@@ -31,7 +34,7 @@ class EARModule(nn.Module):
     no data-dependent shapes and exports with a dynamic batch dimension.
     """
 
-    def __init__(self, model: nn.Module, adaptors: Sequence[nn.Module], router: nn.Module):
+    def __init__(self, model: FrozenModel, adaptors: Sequence[nn.Module], router: nn.Module):
         super().__init__()
         self.model = model
         self.adaptors = nn.ModuleList(adaptors)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -13,21 +13,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from drift.adapt._artifact import atomic_folder, read_meta
-from drift.adapt.ear.export import EARModule
+from drift.adapt.ear.export import EARModule, FrozenModel
 from drift.adapt.ear.routing import (
     ROUTER_LAYERS,
     DomainRows,
     HDCRouter,
     LearnedRouter,
+    Router,
     calibrate_original_bonus,
 )
 from drift.adapt.ear.spec import DEFAULT_CANDIDATES, AdaptorSpec, naswot_score
 from drift.batch import FeatureBatch
 from drift.detectors.hdc import HDCDetector
 from drift.params import ParamsMixin
-
-#: ``model(x) -> (features, logits)``: the frozen deployed model (encoder + original head).
-FrozenModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _TENSORS_FILE = "adaptors.safetensors"
 _HDC_FOLDER = "hdc"
@@ -180,7 +178,9 @@ class EARModel(ParamsMixin):
             raise ValueError(f"EARModel: routing must be one of {ROUTINGS}, got {self.routing!r}")
         unknown = set(self.router_layers) - set(ROUTER_LAYERS)
         if unknown or not self.router_layers:
-            raise ValueError(f"EARModel: router_layers must be a non-empty subset of {ROUTER_LAYERS}")
+            raise ValueError(
+                f"EARModel: router_layers must be a non-empty subset of {ROUTER_LAYERS}"
+            )
         inputs, _, logits = self._forward(x[:1])
         self.n_classes_ = int(logits.shape[1])
         self.domain_names_ = ["original"]
@@ -217,12 +217,13 @@ class EARModel(ParamsMixin):
         """Drop an added domain and its adaptor (rollback); the router is retrained without it."""
         self._check_fitted()
         if name not in self.domain_names_[1:]:
-            raise ValueError(f"EARModel: no added domain named {name!r} (added: {self.domain_names_[1:]})")
+            raise ValueError(
+                f"EARModel: no added domain named {name!r} (added: {self.domain_names_[1:]})"
+            )
         domain = self.domain_names_.index(name)
-        for kept in (self.domain_names_, self.domain_rows_):
-            del kept[domain]
-        for kept in (self.adaptors_, self.adaptor_specs_, self.proxy_scores_):
-            del kept[domain - 1]
+        del self.domain_names_[domain], self.domain_rows_[domain]
+        del self.adaptors_[domain - 1], self.adaptor_specs_[domain - 1]
+        del self.proxy_scores_[domain - 1]
         self._rebuild_router()
         return self
 
@@ -232,11 +233,18 @@ class EARModel(ParamsMixin):
         for d, rows in enumerate(self.domain_rows_):
             labels = rows.labels.numpy() + d * self.n_classes_
             self.hdc_.partial_fit(FeatureBatch(rows.features.numpy(), labels=labels))
+        self.router_: Router
         if self.routing == "learned":
-            self.router_ = LearnedRouter.train_on(self.domain_rows_, self.router_layers, self.router_l2)
+            self.router_ = LearnedRouter.train_on(
+                self.domain_rows_, self.router_layers, self.router_l2
+            )
         else:
-            self.router_ = HDCRouter.from_hdc(self.routing, self.hdc_, self.domain_rows_, self.n_classes_)
-        self.original_bonus_ = calibrate_original_bonus(self.router_, self.domain_rows_[0], self.original_keep)
+            self.router_ = HDCRouter.from_hdc(
+                self.routing, self.hdc_, self.domain_rows_, self.n_classes_
+            )
+        self.original_bonus_ = calibrate_original_bonus(
+            self.router_, self.domain_rows_[0], self.original_keep
+        )
 
     def rank_candidates(self, features: torch.Tensor) -> tuple[list[AdaptorSpec], list[float]]:
         """Candidates sorted by NASWOT score on (up to ``proxy_rows`` of) ``features``, best first.
@@ -256,13 +264,20 @@ class EARModel(ParamsMixin):
         return [specs[i] for i in order], [scores[i] for i in order]
 
     def _within_budget(self, spec: AdaptorSpec, features: torch.Tensor) -> bool:
-        return self.max_params is None or spec.n_params(features.shape[1], self.n_classes_) <= self.max_params
+        return (
+            self.max_params is None
+            or spec.n_params(features.shape[1], self.n_classes_) <= self.max_params
+        )
 
-    def _train(self, spec: AdaptorSpec, features: torch.Tensor, labels: torch.Tensor, domain: int) -> nn.Sequential:
+    def _train(
+        self, spec: AdaptorSpec, features: torch.Tensor, labels: torch.Tensor, domain: int
+    ) -> nn.Sequential:
         with torch.random.fork_rng():
             torch.manual_seed(self.seed + domain)
             adaptor = spec.build(features.shape[1], self.n_classes_)
-        optimiser = torch.optim.Adam(adaptor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimiser = torch.optim.Adam(
+            adaptor.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
         for _ in range(self.epochs):
             loss = nn.functional.cross_entropy(adaptor(features), labels)
             optimiser.zero_grad()
@@ -312,7 +327,9 @@ class EARModel(ParamsMixin):
             self.hdc_.save(tmp / _HDC_FOLDER)
             tensors = {f"router.{k}": v.contiguous() for k, v in self.router_.state_dict().items()}
             for d, rows in enumerate(self.domain_rows_):
-                tensors |= {f"rows.{d}.{field}": getattr(rows, field).contiguous() for field in _ROW_FIELDS}
+                tensors |= {
+                    f"rows.{d}.{field}": getattr(rows, field).contiguous() for field in _ROW_FIELDS
+                }
             for d, adaptor in enumerate(self.adaptors_, start=1):
                 tensors |= {f"{d}.{k}": v.contiguous() for k, v in adaptor.state_dict().items()}
             save_file(tensors, str(tmp / _TENSORS_FILE))
@@ -338,17 +355,22 @@ class EARModel(ParamsMixin):
             DomainRows(*(tensors[f"rows.{d}.{field}"] for field in _ROW_FIELDS))
             for d in range(len(ear.domain_names_))
         ]
-        router = {k.removeprefix("router."): v for k, v in tensors.items() if k.startswith("router.")}
-        if ear.routing == "learned":
-            ear.router_ = LearnedRouter(ear.router_layers, **router)
-        else:
-            ear.router_ = HDCRouter(ear.routing, **router)
+        router = {
+            k.removeprefix("router."): v for k, v in tensors.items() if k.startswith("router.")
+        }
+        ear.router_ = (
+            LearnedRouter(ear.router_layers, **router)
+            if ear.routing == "learned"
+            else HDCRouter(ear.routing, **router)
+        )
         in_dim = ear.hdc_.projection_.shape[0]
         ear.adaptors_ = []
         for d, spec in enumerate(ear.adaptor_specs_, start=1):
             adaptor = spec.build(in_dim, ear.n_classes_)
             prefix = f"{d}."
-            adaptor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            adaptor.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
             ear.adaptors_.append(adaptor.eval().requires_grad_(False))
         return ear
 
@@ -361,7 +383,9 @@ class EARModel(ParamsMixin):
         labels = np.asarray(y, dtype=np.int64)
         n_classes = getattr(self, "n_classes_", None)
         if n_classes is not None and (labels.min() < 0 or labels.max() >= n_classes):
-            raise ValueError(f"EARModel: labels must be in 0..{n_classes - 1} (domain-incremental only)")
+            raise ValueError(
+                f"EARModel: labels must be in 0..{n_classes - 1} (domain-incremental only)"
+            )
         return labels
 
 

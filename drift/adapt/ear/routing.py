@@ -44,7 +44,9 @@ class DomainRows:
         return len(self.labels)
 
 
-def layer_rows(layers: Sequence[str], x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def layer_rows(
+    layers: Sequence[str], x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor
+) -> torch.Tensor:
     """(n, width) concatenation of the named layers of each row."""
     parts = {
         "input": x.flatten(1),
@@ -69,17 +71,36 @@ class LearnedRouter(nn.Module):
     1.0
     """
 
-    def __init__(self, layers: Sequence[str], mean: torch.Tensor, scale: torch.Tensor,
-                 weight: torch.Tensor, bias: torch.Tensor, offset_: torch.Tensor):
+    mean: torch.Tensor
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    offset_: torch.Tensor
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        mean: torch.Tensor,
+        scale: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        offset_: torch.Tensor,
+    ):
         super().__init__()
         self.layers = tuple(layers)
-        for name, value in (("mean", mean), ("scale", scale), ("weight", weight),
-                            ("bias", bias), ("offset_", offset_)):
+        for name, value in (
+            ("mean", mean),
+            ("scale", scale),
+            ("weight", weight),
+            ("bias", bias),
+            ("offset_", offset_),
+        ):
             self.register_buffer(name, value.detach().float().clone())
 
     @classmethod
-    def train_on(cls, domains: Sequence[DomainRows], layers: Sequence[str], l2: float,
-                 max_iter: int = 200) -> LearnedRouter:
+    def train_on(
+        cls, domains: Sequence[DomainRows], layers: Sequence[str], l2: float, max_iter: int = 200
+    ) -> LearnedRouter:
         """Full-batch L-BFGS on the rows of ``domains`` (domain index = position), class-balanced."""
         inputs = torch.cat([layer_rows(layers, d.inputs, d.features, d.logits) for d in domains])
         targets = torch.cat([torch.full((len(d),), i) for i, d in enumerate(domains)])
@@ -90,7 +111,9 @@ class LearnedRouter(nn.Module):
         if len(domains) > 1:
             counts = torch.bincount(targets).float()
             balance = len(targets) / (len(domains) * counts)
-            optimiser = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+            optimiser = torch.optim.LBFGS(
+                [weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe"
+            )
 
             def closure() -> torch.Tensor:
                 optimiser.zero_grad()
@@ -102,7 +125,9 @@ class LearnedRouter(nn.Module):
             optimiser.step(closure)
         return cls(layers, mean, scale, weight, bias, torch.zeros(len(domains)))
 
-    def forward(self, x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
         z = (layer_rows(self.layers, x, features, logits) - self.mean) / self.scale
         return z @ self.weight.T + self.bias + self.offset_
 
@@ -113,29 +138,61 @@ class HDCRouter(nn.Module):
     ``class_domains[c]`` is the domain of class hypervector ``c``.
     """
 
-    def __init__(self, by: str, projection: torch.Tensor, centre: torch.Tensor,
-                 class_vectors: torch.Tensor, class_domains: torch.Tensor,
-                 domain_vectors: torch.Tensor, offset_: torch.Tensor):
+    projection: torch.Tensor
+    centre: torch.Tensor
+    class_vectors: torch.Tensor
+    class_domains: torch.Tensor
+    domain_vectors: torch.Tensor
+    offset_: torch.Tensor
+
+    def __init__(
+        self,
+        by: str,
+        projection: torch.Tensor,
+        centre: torch.Tensor,
+        class_vectors: torch.Tensor,
+        class_domains: torch.Tensor,
+        domain_vectors: torch.Tensor,
+        offset_: torch.Tensor,
+    ):
         super().__init__()
         if by not in ("class", "domain"):
             raise ValueError(f"HDCRouter: by must be 'class' or 'domain', got {by!r}")
         self.by = by
-        for name, value in (("projection", projection), ("centre", centre),
-                            ("class_vectors", class_vectors), ("domain_vectors", domain_vectors),
-                            ("offset_", offset_)):
+        for name, value in (
+            ("projection", projection),
+            ("centre", centre),
+            ("class_vectors", class_vectors),
+            ("domain_vectors", domain_vectors),
+            ("offset_", offset_),
+        ):
             self.register_buffer(name, value.detach().float().clone())
         self.register_buffer("class_domains", class_domains.detach().long().clone())
 
     @classmethod
-    def from_hdc(cls, by: str, hdc: HDCDetector, domains: Sequence[DomainRows], n_classes: int) -> HDCRouter:
+    def from_hdc(
+        cls, by: str, hdc: HDCDetector, domains: Sequence[DomainRows], n_classes: int
+    ) -> HDCRouter:
         """Router over the class hypervectors of ``hdc`` (class id = domain · n_classes + label)."""
-        class_vectors = hdc.class_vectors_ / (np.linalg.norm(hdc.class_vectors_, axis=1, keepdims=True) + 1e-12)
-        domain_vectors = np.stack([hdc.domain_hypervector(FeatureBatch(d.features.numpy())) for d in domains])
-        return cls(by, torch.as_tensor(hdc.projection_), torch.tensor(hdc.centre_),
-                   torch.as_tensor(class_vectors), torch.as_tensor(hdc.classes_ // n_classes),
-                   torch.as_tensor(domain_vectors), torch.zeros(len(domains)))
+        class_vectors = hdc.class_vectors_ / (
+            np.linalg.norm(hdc.class_vectors_, axis=1, keepdims=True) + 1e-12
+        )
+        domain_vectors = np.stack(
+            [hdc.domain_hypervector(FeatureBatch(d.features.numpy())) for d in domains]
+        )
+        return cls(
+            by,
+            torch.as_tensor(hdc.projection_),
+            torch.tensor(hdc.centre_),
+            torch.as_tensor(class_vectors),
+            torch.as_tensor(hdc.classes_ // n_classes),
+            torch.as_tensor(domain_vectors),
+            torch.zeros(len(domains)),
+        )
 
-    def forward(self, x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
         vectors = (features - self.centre) @ self.projection
         vectors = vectors / (vectors.norm(dim=1, keepdim=True) + 1e-12)
         if self.by == "domain":
@@ -147,7 +204,10 @@ class HDCRouter(nn.Module):
         return per_domain + self.offset_
 
 
-def calibrate_original_bonus(router: nn.Module, original: DomainRows, keep: float | None) -> float:
+Router = LearnedRouter | HDCRouter
+
+
+def calibrate_original_bonus(router: Router, original: DomainRows, keep: float | None) -> float:
     """Set ``router.offset_[0]`` to the smallest bonus keeping ``keep`` of ``original`` on domain 0.
 
     Without it rows of the original domain that look a little like a new domain

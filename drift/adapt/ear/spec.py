@@ -43,7 +43,13 @@ class AdaptorSpec:
 
 #: Default search space: one or two hidden layers of 32..256 units.
 DEFAULT_CANDIDATES: tuple[tuple[int, ...], ...] = (
-    (32,), (64,), (128,), (256,), (32, 32), (64, 64), (128, 128),
+    (32,),
+    (64,),
+    (128,),
+    (256,),
+    (32, 32),
+    (64, 64),
+    (128, 128),
 )
 
 
