@@ -224,7 +224,7 @@ def test_ear_exports_as_one_model_the_nightly_path_loads(two_domains, tmp_path):
     deployed_path = export_module(original, torch.zeros(2, 4), tmp_path / "deployed.pt2")
     deployed = load_module(ModelSpec(format="export", path=deployed_path, device="cpu"))
     ear = EARModel(deployed, hdc_dim=512, epochs=100).fit(x, y).add_domain(x_new, y_new, "new")
-    path = export_ear(ear, torch.zeros(2, 4), tmp_path / "ear.pt2")
+    path = export_ear(ear, tmp_path / "ear.pt2")
     both = np.concatenate([x, x_new])
     spec = ModelSpec(format="export", path=path, device="cpu", batch_size=50)
     batch = Embedder(spec, input_columns=[]).embed_array(both)
@@ -254,7 +254,7 @@ def test_removing_a_domain_rolls_back_its_adaptor(tmp_path):
     assert ear.domain_names_ == ["original", "b"] and ear.adaptors_ == [adaptor_b]
     assert (ear.route(x_a) == 0).mean() > 0.9  # a's rows are back on the original head
     assert (ear.route(x_b) == 1).mean() > 0.9 and (ear.route(x) == 0).mean() > 0.9
-    exported = torch.export.load(str(export_ear(ear, torch.zeros(2, 4), tmp_path / "rolled.pt2"))).module()
+    exported = torch.export.load(str(export_ear(ear, tmp_path / "rolled.pt2", torch.zeros(2, 4)))).module()
     np.testing.assert_allclose(outputs(exported, x_b).numpy(), ear.predict(x_b), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="no added domain named 'a'"):
         ear.remove_domain("a")
@@ -282,3 +282,15 @@ def test_routing_on_digits_keeps_every_domain_on_its_own_head():
     routing = [(ear.route(x_test) == d).mean() for d, x_test in enumerate(tests)]
     assert routing[0] >= 0.97 and min(routing[1:]) >= 0.9, routing
     assert first_after_adding[1] >= first_after_adding[0] - 0.03, first_after_adding
+
+
+def test_hdc_routing_ablation_saves_loads_and_exports(two_domains, tmp_path):
+    (x, y), (x_new, y_new) = two_domains
+    ear = EARModel(TwoHeaded(), routing="class", hdc_dim=512, epochs=50).fit(x, y)
+    ear.add_domain(x_new, y_new, "new")
+    both = np.concatenate([x, x_new])
+    loaded = EARModel.load(ear.save(tmp_path / "ear"), ear.model)
+    assert isinstance(loaded.router_, type(ear.router_)) and loaded.routing == "class"
+    assert np.array_equal(loaded.route(both), ear.route(both))
+    exported = torch.export.load(str(export_ear(loaded, tmp_path / "ear.pt2"))).module()
+    np.testing.assert_allclose(outputs(exported, both).numpy(), ear.predict(both), rtol=1e-5, atol=1e-5)

@@ -53,10 +53,15 @@ class EARModule(nn.Module):
         return features, heads.gather(1, index).squeeze(1)
 
 
-def export_ear(ear: EARModel, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
+def export_ear(
+    ear: EARModel, path: str | os.PathLike, example_input: torch.Tensor | None = None
+) -> Path:
     """Export ``ear`` as one ``.pt2`` (see :func:`drift.adapt.export_module`), atomically.
 
     The frozen model must be an ``nn.Module`` that ``torch.export`` can trace (eager,
-    or loaded from a ``.pt2``); ``example_input`` needs at least 2 rows.
+    or loaded from a ``.pt2``). ``example_input`` (at least 2 rows) defaults to two
+    stored rows of the original domain.
     """
+    if example_input is None:
+        example_input = ear.domain_rows_[0].inputs[:2]
     return export_module(ear.module(), example_input, path)

@@ -199,7 +199,10 @@ class HDCRouter(nn.Module):
             return vectors @ self.domain_vectors.T + self.offset_
         similarities = vectors @ self.class_vectors.T
         n_domains = self.offset_.shape[0]
-        members = self.class_domains[None, :] == torch.arange(n_domains)[:, None]
+        members = (
+            self.class_domains[None, :]
+            == torch.arange(n_domains, device=similarities.device)[:, None]
+        )
         per_domain = similarities[:, None, :].masked_fill(~members, float("-inf")).amax(dim=2)
         return per_domain + self.offset_
 
