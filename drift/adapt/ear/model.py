@@ -67,6 +67,9 @@ class EARModel(ParamsMixin):
         ``"domain"`` (nearest bundled domain hypervector).
     router_layers
         layers the learned router reads: any of ``"input"``, ``"features"``, ``"logits"``.
+        The input is what lets it tell corruptions apart (``benchmarks/README.md``); for
+        very wide inputs (images of 10⁵ pixels) drop it: the router's weights and the
+        stored rows grow with the input width.
     router_l2
         L2 penalty of the learned router's weights.
     original_keep

@@ -142,6 +142,7 @@ class HDCRouter(nn.Module):
     centre: torch.Tensor
     class_vectors: torch.Tensor
     class_domains: torch.Tensor
+    members: torch.Tensor
     domain_vectors: torch.Tensor
     offset_: torch.Tensor
 
@@ -168,6 +169,11 @@ class HDCRouter(nn.Module):
         ):
             self.register_buffer(name, value.detach().float().clone())
         self.register_buffer("class_domains", class_domains.detach().long().clone())
+        # (n_domains, C): which class hypervectors belong to each domain; a buffer, not
+        # built in forward, so the exported graph holds no device-bound constant
+        n_domains = len(offset_)
+        members = self.class_domains[None, :] == torch.arange(n_domains)[:, None]
+        self.register_buffer("members", members, persistent=False)
 
     @classmethod
     def from_hdc(
@@ -198,12 +204,7 @@ class HDCRouter(nn.Module):
         if self.by == "domain":
             return vectors @ self.domain_vectors.T + self.offset_
         similarities = vectors @ self.class_vectors.T
-        n_domains = self.offset_.shape[0]
-        members = (
-            self.class_domains[None, :]
-            == torch.arange(n_domains, device=similarities.device)[:, None]
-        )
-        per_domain = similarities[:, None, :].masked_fill(~members, float("-inf")).amax(dim=2)
+        per_domain = similarities[:, None, :].masked_fill(~self.members, float("-inf")).amax(dim=2)
         return per_domain + self.offset_
 
 
