@@ -21,7 +21,7 @@ Part 2 (EAR): starting from the clean domain, ``EAR_DOMAINS`` are added one at a
 time with ``EAR_SHOTS`` labelled rows per class; after each addition: accuracy on
 every domain so far, routing accuracy, and, as the forgetting reference, a naive
 continual learner that fine-tunes the deployed classifier head on each new domain.
-Two reconfigurator ablations (:data:`EAR_VARIANTS`) are reported at the end.
+Three HDC-routing ablations (:data:`EAR_VARIANTS`) are reported at the end.
 
 Run: ``python benchmarks/adapt_quality.py`` (≈ 5 min on 2 busy cores) →
 ``benchmarks/results/adapt_quality.json``.
@@ -137,11 +137,12 @@ def train_head(head: nn.Linear, features: np.ndarray, y: np.ndarray, seed: int) 
     return head
 
 
-#: EAR variants built side by side from the same domains: the default reconfigurator
-#: and two ablations of it.
+#: EAR variants built side by side from the same domains: the default (learned)
+#: reconfigurator and the HDC-routing ablations of it.
 EAR_VARIANTS = {
-    "class_routing_keep99": {},
-    "class_routing_nearest": {"original_keep": None},
+    "learned_routing_keep99": {},
+    "class_routing_keep99": {"routing": "class"},
+    "class_routing_nearest": {"routing": "class", "original_keep": None},
     "domain_routing_keep99": {"routing": "domain"},
 }
 
@@ -152,7 +153,7 @@ def ear_seed(seed: int, split, deployed: DigitsNet) -> dict:
         name: EARModel(deployed, seed=seed, **params).fit(split.x_train, split.y_train)
         for name, params in EAR_VARIANTS.items()
     }
-    ear = variants["class_routing_keep99"]
+    ear = variants["learned_routing_keep99"]
     head = copy.deepcopy(deployed.classifier)
     test_sets = {"clean": split.x_test}
     stages = []

@@ -122,10 +122,18 @@ class DetectorSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+#: model formats whose parameters adaptation can train and export again
+TRAINABLE_FORMATS = ("export", "entrypoint")
+
+
 class AdaptationSettings(_Strict):
     """What the adaptation DAG does with a confirmed shift (docs/methods.md §5)."""
 
-    enabled: bool = True
+    #: default: on where ``model.format`` can be trained (:data:`TRAINABLE_FORMATS`), else off
+    enabled: bool | None = None
+    #: candidates tried on a confirmed shift; ``auto`` trains every applicable one and
+    #: promotes the best that passes the no-regression gate
+    method: Literal["auto", "mol", "ear", "finetune"] = "auto"
     #: feedback-labelled rows of the shifted nights needed before an adaptation may run
     min_labels: int = Field(default=50, ge=1)
     #: "package.module:factory" returning shift_fn(rows, rng) that simulates shifts of the
@@ -160,6 +168,21 @@ class MonitorConfig(_Strict):
     gate: GateSettings = Field(default_factory=GateSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     adaptation: AdaptationSettings = Field(default_factory=AdaptationSettings)
+
+    @model_validator(mode="after")
+    def _adapt_only_trainable_formats(self) -> MonitorConfig:
+        trainable = self.model.format in TRAINABLE_FORMATS
+        if self.adaptation.enabled is None:
+            self.adaptation.enabled = trainable
+        elif self.adaptation.enabled and not trainable:
+            fix = {
+                "torchscript": "export the model with torch.export (format: export) or give an entrypoint",
+                "precomputed": "precomputed features have no model to train; give the model (export or entrypoint)",
+            }[self.model.format]
+            raise ValueError(
+                f"adaptation.enabled is true but a {self.model.format} model cannot be adapted: {fix}"
+            )
+        return self
 
     @field_validator("detectors")
     @classmethod

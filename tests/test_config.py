@@ -75,3 +75,38 @@ def test_shipped_demo_config_is_valid(monkeypatch, tmp_path):
     assert monitor.name == "digits_demo"
     assert monitor.model.path == tmp_path.resolve() / "demo" / "model.pt2"
     assert len(monitor.source.input_columns) == 64
+
+
+def test_adaptation_default_follows_the_model_format(tmp_path):
+    exported = VALID.replace("format: torchscript, path: models/fraud.ts", "format: export, path: m.pt2")
+    (torchscript,) = load_monitors(write(tmp_path, VALID))
+    (export,) = load_monitors(write(tmp_path, exported))
+    assert torchscript.adaptation.enabled is False
+    assert export.adaptation.enabled is True
+    assert export.adaptation.method == "auto"
+    text = VALID.replace("reference:", "adaptation: {enabled: false}\n    reference:")
+    (off,) = load_monitors(write(tmp_path, text.replace("format: torchscript, path: models/fraud.ts",
+                                                         "format: export, path: m.pt2")))
+    assert off.adaptation.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("model", "fix"),
+    [
+        ("format: torchscript, path: models/fraud.ts", "export the model with torch.export"),
+        ("format: precomputed, feature_columns: [e0]", "precomputed features have no model"),
+    ],
+)
+def test_enabling_adaptation_of_an_untrainable_model_is_refused(tmp_path, model, fix):
+    text = VALID.replace("format: torchscript, path: models/fraud.ts", model)
+    text = text.replace("reference:", "adaptation: {enabled: true}\n    reference:")
+    with pytest.raises(ConfigError) as info:
+        load_monitors(write(tmp_path, text))
+    message = str(info.value)
+    assert "adaptation.enabled" in message and fix in message and "\n" not in message
+
+
+def test_unknown_adaptation_method_names_the_key(tmp_path):
+    text = VALID.replace("reference:", "adaptation: {method: magic}\n    reference:")
+    with pytest.raises(ConfigError, match="monitors.0.adaptation.method"):
+        load_monitors(write(tmp_path, text))

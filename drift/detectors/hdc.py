@@ -1,8 +1,9 @@
 """Hyperdimensional class-prototype OOD detector (HDFF, Wilson et al., WACV 2023).
 
-The HDC detector of the EAR adaptation loop: it scores rows and also gives the
-per-class similarities and the batch-level *domain hypervector* that EAR uses to
-route rows to adaptors.
+The HDC detector of the EAR adaptation loop: ``EARModel.hdc_`` is one of these with
+a class hypervector per (domain, class), which gives EAR's OOD score and the
+per-class similarities and batch-level *domain hypervectors* of its HDC routing
+ablations (``drift.adapt.ear.routing.HDCRouter``).
 """
 
 from __future__ import annotations
