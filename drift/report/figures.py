@@ -58,11 +58,20 @@ def series_figure(
     ylabel: str,
     level_label: str,
     symlog: bool = False,
+    emphasise_levels: bool = False,
 ) -> bytes:
     """One line per detector over the nights, its reference level dashed in the same colour,
-    warning/confirmed nights shaded and events labelled at the top."""
+    warning/confirmed nights shaded and events labelled at the top.
+
+    ``emphasise_levels``: draw the levels above the values with a dark edge and give their
+    value in the legend, for a level that matters more than the values near it (a CUSUM's
+    alarm level at or near 0 would otherwise hide under the values' line of the same
+    colour). ``symlog``: symmetric log scale, linear below 1, with the axis starting below 0
+    so that a line at 0 is not on the spine.
+    """
     from matplotlib.dates import DateFormatter
     from matplotlib.patches import Patch
+    from matplotlib.patheffects import Normal, Stroke
 
     # timestamps, not dates: a night is shaded from 12 hours before to 12 hours after
     values, levels, verdicts = (
@@ -75,17 +84,27 @@ def series_figure(
         colour = f"C{i}"
         ax.plot(values.index, values[detector], marker="o", ms=3.5, color=colour, label=detector)
         if detector in levels and levels[detector].notna().any():
+            label = f"{detector}: {level_label}"
+            style: dict[str, Any] = {"ls": "--", "lw": 1.2}
+            if emphasise_levels:
+                label += f" {_span(levels[detector])}"
+                style = {
+                    "ls": (0, (5, 2)),
+                    "lw": 1.8,
+                    "zorder": 3,
+                    "path_effects": [Stroke(linewidth=3.2, foreground="#222"), Normal()],
+                }
             ax.plot(
                 levels.index,
                 levels[detector],
-                ls="--",
-                lw=1.2,
                 color=colour,
                 drawstyle="steps-mid",
-                label=f"{detector}: {level_label}",
+                label=label,
+                **style,
             )
     if symlog:
         ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylim(bottom=-0.5)
     for night, label in event_marks.items():
         ax.annotate(
             label,
@@ -105,6 +124,12 @@ def series_figure(
     ax.grid(alpha=0.3)
     figure.autofmt_xdate()
     return _png(figure)
+
+
+def _span(level: pd.Series) -> str:
+    """A level's value for the legend: one number, or its range when it changes over the nights."""
+    low, high = level.min(), level.max()
+    return f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g} to {high:.3g}"
 
 
 def histogram_figure(panels: Sequence[HistogramPanel], title: str, night_label: str) -> bytes:
@@ -161,7 +186,7 @@ def ood_rate_figure(data: ReportData) -> bytes:
 
 
 def cusum_figure(data: ReportData) -> bytes:
-    """Each detector's CUSUM against its alarm level."""
+    """Each detector's CUSUM against its alarm level, the level drawn to stay visible at 0."""
     return series_figure(
         data.per_night("cusum"),
         data.per_night("alarm_level").ffill().bfill(),
@@ -171,6 +196,7 @@ def cusum_figure(data: ReportData) -> bytes:
         ylabel="CUSUM statistic (symlog)",
         level_label="alarm level",
         symlog=True,
+        emphasise_levels=True,
     )
 
 

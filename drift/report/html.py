@@ -264,7 +264,8 @@ def build_html(data: ReportData, figures: dict[str, bytes]) -> str:
         "<h2>CUSUM per detector</h2>"
         '<p class="muted">Binomial CUSUM of the nightly flag count as stored in the gate state; on a '
         "confirmation night the value that crossed the alarm level, from the event's evidence. "
-        "Dashed: the alarm level stored with a confirmation, carried to the nights around it "
+        "Dashed, dark-edged: the alarm level stored with a confirmation (its value in the legend), "
+        "carried to the nights around it "
         "(the level depends on a night's row count).</p>"
         + _image(figures["cusum"], "CUSUM per night"),
         f"<h2>Score histograms: reference vs {night}</h2>"
