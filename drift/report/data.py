@@ -117,7 +117,7 @@ def _batches_in_range(
     batches = repo.list_batches(session, monitor_id, start, end)
     if not batches:
         raise ReportError(f"no nights between {start or 'the first'} and {end or 'the last'}")
-    versions = dict(
+    versions: dict[int | None, str] = dict(
         session.execute(
             select(ModelVersion.id, ModelVersion.artifact_path).where(
                 ModelVersion.monitor_id == monitor_id
@@ -160,6 +160,8 @@ def _stored_cusum(events: Iterable[DriftEvent]) -> dict[tuple[date, str], dict[s
     for event in events:
         confirmation = event.evidence.get("confirmation") or {}
         night = confirmation.get("batch_date")
+        if night is None:  # not confirmed yet
+            continue
         for detector, values in (confirmation.get("cusum") or {}).items():
             stored[(date.fromisoformat(night), detector)] = values
     return stored
