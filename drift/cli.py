@@ -348,16 +348,17 @@ def report(
 
     Example: `drift report --monitor digits_demo --start 2026-11-01 --end 2026-11-24 --out report.html`
     """
-    from drift.report import ReportError, render_plots, render_report
+    from drift.report import ReportError, build_report
 
     settings = Settings()
     (m,) = _monitors(monitor)
     dates = [_parse_date(d) if d else None for d in (start, end, night)]
     try:
-        path = render_report(settings, m, dates[0], dates[1], dates[2], out=out)
-        plots = render_plots(settings, m, dates[0], dates[1], dates[2], out_dir=out.parent)
+        built = build_report(settings, m, dates[0], dates[1], dates[2])
     except ReportError as exc:
         _fail(str(exc))
+    path = built.write_html(out)
+    plots = built.write_pngs(out.parent)
     console.print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB); plots: {', '.join(p.name for p in plots)}")
 
 

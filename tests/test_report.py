@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drift.report import MAX_DEMO_REPORT_BYTES, ReportError, render_plots, render_report
+from drift.report import MAX_DEMO_REPORT_BYTES, Report, ReportError, build_report
 
 FIRST_NIGHT = date(2026, 11, 1)
 #: the demo script's first 8 nights: 6 clean, 2 with 30% novel classes (confirmed on the first)
@@ -28,6 +28,11 @@ DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 @pytest.fixture(scope="module")
 def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Fit, run eight demo nights (one confirmed semantic event), record one adaptation.
+
+    The pipeline does not adapt to a semantic shift, so the adaptation row is written here,
+    shaped as ``pipeline.validate_candidate`` and ``pipeline.promote_candidate`` store a
+    rejected candidate: accuracies on the new and old domain before and after, the size of
+    the validation split (before only), the status and the gate's reasons.
 
     Module-scoped so that every test here reads the same run: the session's demo world
     (``demo_world``) with its own DRIFT_HOME and SQLite event store.
@@ -55,20 +60,29 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noq
             Adaptation(
                 monitor_id=event.monitor_id,
                 event_id=event.id,
-                method="mol",
-                status="promoted",
-                metrics_before={"accuracy": 0.61, "auroc": 0.83},
-                metrics_after={"accuracy": 0.87, "auroc": 0.91},
+                method="finetune",
+                status="rejected",
+                reason="regresses on the old domain",
+                metrics_before={
+                    "new_domain_accuracy": 0.61,
+                    "old_domain_accuracy": 0.98,
+                    "n_validation": 40,
+                },
+                metrics_after={"new_domain_accuracy": 0.87, "old_domain_accuracy": 0.83},
             )
         )
     return settings, monitor, decisions
 
 
 @pytest.fixture(scope="module")
-def report(demo_run, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+def built(demo_run) -> Report:  # noqa: ANN001
     settings, monitor, _ = demo_run
-    out = tmp_path_factory.mktemp("report") / "report.html"
-    return render_report(settings, monitor, None, None, out=out)
+    return build_report(settings, monitor)
+
+
+@pytest.fixture(scope="module")
+def report(built: Report, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built.write_html(tmp_path_factory.mktemp("report") / "report.html")
 
 
 def _timeline_nights(document: str) -> list[str]:
@@ -88,8 +102,16 @@ def test_report_shows_events_with_evidence_and_adaptation(report: Path) -> None:
     events = document.split("<h2>Drift events</h2>", 1)[1].split("<h2>", 1)[0]
     assert "flag_count" in events and "score_distribution" in events  # decisive tests
     adaptations = document.split("<h2>Adaptations</h2>", 1)[1].split("<h2>", 1)[0]
-    assert "mol" in adaptations and "0.61" in adaptations and "0.87" in adaptations
-    assert "0.26" in adaptations  # the change in accuracy
+    assert "finetune" in adaptations and '<span class="badge rejected">' in adaptations
+    assert "regresses on the old domain" in adaptations
+    rows = re.findall(r"<tr><td>(\w+)</td>((?:<td[^>]*>[^<]*</td>){3})</tr>", adaptations)
+    cells = {metric: re.findall(r">([^<]*)</td>", rest) for metric, rest in rows}
+    # metric: before, after, change (after - before)
+    assert cells == {
+        "n_validation": ["40", "–", "–"],
+        "new_domain_accuracy": ["0.61", "0.87", "0.26"],
+        "old_domain_accuracy": ["0.98", "0.83", "-0.15"],
+    }
 
 
 def test_report_timeline_has_every_night_with_its_ood_rates(report: Path) -> None:
@@ -120,44 +142,33 @@ def test_histograms_default_to_the_most_shifted_night(report: Path) -> None:
 
 def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
     settings, monitor, _ = demo_run
-    out = render_report(
-        settings,
-        monitor,
-        FIRST_NIGHT,
-        FIRST_NIGHT + timedelta(days=2),
-        night=FIRST_NIGHT,
-        out=tmp_path / "quiet.html",
-    )
+    out = build_report(
+        settings, monitor, FIRST_NIGHT, FIRST_NIGHT + timedelta(days=2), night=FIRST_NIGHT
+    ).write_html(tmp_path / "quiet.html")
     document = out.read_text()
     assert "No drift events in this range." in document
     assert "No adaptations in this range." in document
     assert len(_timeline_nights(document)) == 3
 
 
-def test_a_night_outside_the_range_is_refused(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_night_outside_the_range_is_refused(demo_run) -> None:  # noqa: ANN001
     settings, monitor, _ = demo_run
     with pytest.raises(ReportError, match="not a scored night"):
-        render_report(
-            settings,
-            monitor,
-            FIRST_NIGHT,
-            FIRST_NIGHT,
-            night=date(2030, 1, 1),
-            out=tmp_path / "x.html",
-        )
+        build_report(settings, monitor, FIRST_NIGHT, FIRST_NIGHT, night=date(2030, 1, 1))
 
 
-def test_render_plots_writes_the_report_figures(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_write_pngs_writes_the_figures_the_html_embeds(built: Report, tmp_path: Path) -> None:
     from PIL import Image
 
-    settings, monitor, _ = demo_run
-    paths = render_plots(settings, monitor, None, None, out_dir=tmp_path)
+    paths = built.write_pngs(tmp_path)
     assert [p.name for p in paths] == [
         f"digits_demo-{name}.png" for name in ("ood_rate", "cusum", "scores", "columns")
     ]
     for path in paths:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width > 300
+    embedded = [base64.b64decode(encoded) for encoded in DATA_URI.findall(built.html)]
+    assert [p.read_bytes() for p in paths] == embedded  # one drawing serves both
 
 
 def _chromium() -> str:

@@ -1,0 +1,390 @@
+"""What the report shows, read from the event store into one typed :class:`ReportData`.
+
+Only summaries are read here (batches, detector scores, stored tests, events,
+adaptations); the per-row artifacts the histograms need are read by
+:mod:`drift.report.panels`, shard by shard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drift.config import MonitorConfig, Settings
+from drift.stats import expected_flag_rate
+from drift.store import repo
+from drift.store.db import session_scope
+from drift.store.models import (
+    Adaptation,
+    Batch,
+    DetectorScore,
+    DriftEvent,
+    DriftEventBatch,
+    DriftTest,
+    ModelVersion,
+)
+
+#: the stored per-column tests the report ranks and draws (the one place the report names them)
+COLUMN_TESTS = ("column_ks", "column_chisquare")
+#: the one of them whose columns are categorical (one histogram bar per value)
+CATEGORICAL_COLUMN_TEST = "column_chisquare"
+#: rows of the top-drifted-columns table
+TOP_COLUMN_ROWS = 10
+
+
+class ReportError(ValueError):
+    """Nothing to report for the monitor and range asked for; the message says why."""
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One drift event as the report shows it."""
+
+    id: int
+    status: str
+    shift_type: str | None
+    first_seen: date
+    last_seen: date
+    confirmed_on: date | None
+    n_nights: int
+    #: the night whose tests made the event: its confirmation night, else its first night
+    decisive_night: date
+    decisive_tests: pd.DataFrame
+    reasons: list[str]
+    resolution: str | None
+
+
+@dataclass(frozen=True)
+class AdaptationView:
+    """One adaptation as the report shows it: what the pipeline's validate/promote steps stored."""
+
+    id: int
+    event_id: int | None
+    method: str
+    status: str
+    started_at: datetime
+    reason: str | None
+    metrics_before: dict[str, Any]
+    metrics_after: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report draws, as small tables.
+
+    ``nights`` is indexed by night (batch_id, n_rows, status, verdict, error, event,
+    version_path); ``detector_nights`` has one row per night and detector
+    (ood_rate, expected_rate, threshold, cusum, alarm_level); ``column_tests``
+    the per-column tests of every night in range (with ``categorical``).
+    """
+
+    monitor: str
+    detectors: list[str]
+    nights: pd.DataFrame
+    detector_nights: pd.DataFrame
+    column_tests: pd.DataFrame
+    events: list[EventView]
+    adaptations: list[AdaptationView]
+    #: the night the histograms compare with the reference
+    night: date
+    #: the night :func:`most_shifted_night` picks in range
+    most_shifted: date
+
+    @property
+    def start(self) -> date:
+        return self.nights.index.min()
+
+    @property
+    def end(self) -> date:
+        return self.nights.index.max()
+
+    def per_night(self, column: str) -> pd.DataFrame:
+        """A ``detector_nights`` column as a night × detector table, with every night in range."""
+        table = self.detector_nights.pivot(index="night", columns="detector", values=column)
+        return table.reindex(self.nights.index).astype(float)
+
+
+def _batches_in_range(
+    session: Session, monitor_id: int, start: date | None, end: date | None
+) -> pd.DataFrame:
+    batches = repo.list_batches(session, monitor_id, start, end)
+    if not batches:
+        raise ReportError(f"no nights between {start or 'the first'} and {end or 'the last'}")
+    versions: dict[int | None, str] = dict(
+        session.execute(
+            select(ModelVersion.id, ModelVersion.artifact_path).where(
+                ModelVersion.monitor_id == monitor_id
+            )
+        ).all()
+    )
+    events = dict(
+        session.execute(
+            select(DriftEventBatch.batch_id, DriftEvent.id)
+            .join(DriftEvent, DriftEvent.id == DriftEventBatch.event_id)
+            .where(DriftEventBatch.batch_id.in_([b.id for b in batches]))
+        ).all()
+    )
+    return pd.DataFrame(
+        [
+            {
+                "night": b.batch_date,
+                "batch_id": b.id,
+                "n_rows": b.n_rows,
+                "status": b.status,
+                "verdict": b.verdict,
+                "error": b.error,
+                "event": events.get(b.id),
+                "version_path": versions.get(b.model_version_id),
+                "gate_state": b.gate_state or {},
+            }
+            for b in batches
+        ]
+    ).set_index("night")
+
+
+def _stored_cusum(events: Iterable[DriftEvent]) -> dict[tuple[date, str], dict[str, float]]:
+    """Pre-reset CUSUM sums and alarm levels kept in events' confirmation evidence.
+
+    The gate resets a detector's sum to 0 after a confirm, so ``gate_state``
+    alone shows 0 on the very night the CUSUM alarmed; the evidence keeps the
+    value that crossed the alarm level.
+    """
+    stored = {}
+    for event in events:
+        confirmation = event.evidence.get("confirmation") or {}
+        night = confirmation.get("batch_date")
+        if night is None:  # not confirmed yet
+            continue
+        for detector, values in (confirmation.get("cusum") or {}).items():
+            stored[(date.fromisoformat(night), detector)] = values
+    return stored
+
+
+def _detector_nights(
+    session: Session, nights: pd.DataFrame, events: list[DriftEvent]
+) -> pd.DataFrame:
+    scores = session.scalars(
+        select(DetectorScore).where(DetectorScore.batch_id.in_(nights["batch_id"].tolist()))
+    )
+    night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
+    stored_cusum = _stored_cusum(events)
+    rows = []
+    for score in scores:
+        night = night_of[score.batch_id]
+        stored = stored_cusum.get((night, score.detector), {})
+        tpr, m = score.details.get("tpr"), score.details.get("n_calibration")
+        rows.append(
+            {
+                "night": night,
+                "detector": score.detector,
+                "n_rows": score.n_rows,
+                "ood_rate": score.ood_rate,
+                "expected_rate": expected_flag_rate(tpr, m) if tpr and m else math.nan,
+                "threshold": score.threshold,
+                "cusum": stored.get(
+                    "sum", nights.at[night, "gate_state"].get("cusum", {}).get(score.detector)
+                ),
+                "alarm_level": stored.get("threshold"),
+            }
+        )
+    columns = [
+        "night",
+        "detector",
+        "n_rows",
+        "ood_rate",
+        "expected_rate",
+        "threshold",
+        "cusum",
+        "alarm_level",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values(["night", "detector"])
+
+
+def _column_tests(session: Session, nights: pd.DataFrame) -> pd.DataFrame:
+    night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
+    tests = session.scalars(
+        select(DriftTest).where(
+            DriftTest.batch_id.in_(nights["batch_id"].tolist()), DriftTest.test.in_(COLUMN_TESTS)
+        )
+    )
+    columns = ["night", "test", "column", "raw_p_value", "p_value", "effect_size", "significant"]
+    table = pd.DataFrame(
+        [
+            (
+                night_of[t.batch_id],
+                t.test,
+                t.subject,
+                t.statistic,
+                t.p_value,
+                t.effect_size,
+                t.significant,
+            )
+            for t in tests
+        ],
+        columns=columns,
+    )
+    return table.assign(categorical=table["test"] == CATEGORICAL_COLUMN_TEST)
+
+
+def _decisive_tests(
+    session: Session, monitor_id: int, night: date, decisive: list[str]
+) -> pd.DataFrame:
+    """The stored tests the gate named decisive on ``night`` ("test:subject" or "test")."""
+    tests = session.scalars(
+        select(DriftTest)
+        .join(Batch, Batch.id == DriftTest.batch_id)
+        .where(Batch.monitor_id == monitor_id, Batch.batch_date == night)
+    )
+    named = {tuple(name.split(":", 1)) if ":" in name else (name, None) for name in decisive}
+    rows = [
+        (t.test, t.subject, t.p_value, t.effect_size)
+        for t in tests
+        if (t.test, t.subject) in named or (t.test, None) in named
+    ]
+    return pd.DataFrame(rows, columns=["test", "subject", "p_value", "effect_size"])
+
+
+def _event_view(session: Session, event: DriftEvent) -> EventView:
+    night = event.confirmed_on or event.first_seen
+    summary = event.evidence.get("nights", {}).get(night.isoformat(), {})
+    reasons = event.evidence.get("confirmation_reasons") or summary.get("reasons", [])
+    return EventView(
+        id=event.id,
+        status=event.status,
+        shift_type=event.shift_type,
+        first_seen=event.first_seen,
+        last_seen=event.last_seen,
+        confirmed_on=event.confirmed_on,
+        n_nights=len(event.evidence.get("nights", {})),
+        decisive_night=night,
+        decisive_tests=_decisive_tests(
+            session, event.monitor_id, night, summary.get("decisive", [])
+        ),
+        reasons=list(reasons),
+        resolution=event.evidence.get("resolution"),
+    )
+
+
+def _events_in_range(session: Session, monitor_id: int, start: date, end: date) -> list[DriftEvent]:
+    return list(
+        session.scalars(
+            select(DriftEvent)
+            .where(
+                DriftEvent.monitor_id == monitor_id,
+                DriftEvent.first_seen <= end,
+                DriftEvent.last_seen >= start,
+            )
+            .order_by(DriftEvent.first_seen, DriftEvent.id)
+        )
+    )
+
+
+def _adaptations(
+    session: Session, monitor_id: int, start: date, end: date, event_ids: list[int]
+) -> list[AdaptationView]:
+    """Adaptations of the range's events, or started within the range."""
+    window = (
+        datetime.combine(start, datetime.min.time(), UTC),
+        datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC),
+    )
+    query = select(Adaptation).where(
+        Adaptation.monitor_id == monitor_id,
+        Adaptation.event_id.in_(event_ids)
+        | ((Adaptation.started_at >= window[0]) & (Adaptation.started_at < window[1])),
+    )
+    return [
+        AdaptationView(
+            id=a.id,
+            event_id=a.event_id,
+            method=a.method,
+            status=a.status,
+            started_at=a.started_at,
+            reason=a.reason,
+            metrics_before=dict(a.metrics_before),
+            metrics_after=dict(a.metrics_after),
+        )
+        for a in session.scalars(query.order_by(Adaptation.started_at, Adaptation.id))
+    ]
+
+
+def most_shifted_night(detector_nights: pd.DataFrame) -> date:
+    """The night whose largest OOD-rate excess over its expected rate is largest."""
+    excess = detector_nights["ood_rate"] - detector_nights["expected_rate"].fillna(0.0)
+    return excess.groupby(detector_nights["night"]).max().idxmax()
+
+
+def top_columns(column_tests: pd.DataFrame, night: date) -> pd.DataFrame:
+    """The night's per-column tests, most telling first, with how many nights in range each
+    column was flagged.
+
+    Order: drifted tonight (BH, the gate's FDR) first; among those, columns flagged on fewer
+    nights of the range first — a column flagged every night is a standing difference between
+    reference and production, not tonight's shift; then smallest BH p-value, largest effect.
+    """
+    flagged = column_tests[column_tests["significant"].astype(bool)].groupby("column").size()
+    tonight = column_tests[column_tests["night"] == night].copy()
+    tonight["nights_flagged"] = tonight["column"].map(flagged).fillna(0).astype(int)
+    tonight["quiet"] = ~tonight["significant"].astype(bool)
+    ranked = tonight.sort_values(
+        ["quiet", "nights_flagged", "p_value", "effect_size"], ascending=[True, True, True, False]
+    )
+    return ranked.drop(columns="quiet").head(TOP_COLUMN_ROWS).reset_index(drop=True)
+
+
+def load_report_data(
+    settings: Settings,
+    monitor: MonitorConfig,
+    start: date | None = None,
+    end: date | None = None,
+    night: date | None = None,
+) -> ReportData:
+    """Read what the report shows for ``monitor`` between ``start`` and ``end`` (inclusive).
+
+    Parameters
+    ----------
+    settings, monitor
+        where the event store is; which monitor.
+    start, end
+        the range of nights; None: from the first / to the last stored night.
+    night
+        the night the histograms compare with the reference; None: the most
+        shifted night in range (:func:`most_shifted_night`).
+
+    Raises
+    ------
+    ReportError
+        unknown monitor, no nights in range, or ``night`` not a scored night in range.
+    """
+    with session_scope(settings.db_url) as session:
+        monitor_row = repo.get_monitor_row(session, monitor.name)
+        if monitor_row is None:
+            raise ReportError(f"monitor '{monitor.name}' has no nights in the event store")
+        nights = _batches_in_range(session, monitor_row.id, start, end)
+        first, last = nights.index.min(), nights.index.max()
+        events = _events_in_range(session, monitor_row.id, first, last)
+        detector_nights = _detector_nights(session, nights, events)
+        if detector_nights.empty:
+            raise ReportError(f"monitor '{monitor.name}': no scored nights in range")
+        most_shifted = most_shifted_night(detector_nights)
+        if night is None:
+            night = most_shifted
+        elif night not in set(detector_nights["night"]):
+            raise ReportError(f"{night} is not a scored night of '{monitor.name}' in range")
+        return ReportData(
+            monitor=monitor.name,
+            detectors=sorted(detector_nights["detector"].unique()),
+            nights=nights.drop(columns="gate_state"),
+            detector_nights=detector_nights,
+            column_tests=_column_tests(session, nights),
+            events=[_event_view(session, e) for e in events],
+            adaptations=_adaptations(session, monitor_row.id, first, last, [e.id for e in events]),
+            night=night,
+            most_shifted=most_shifted,
+        )
