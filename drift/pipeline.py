@@ -508,7 +508,7 @@ def record_failure(
     """Mark the night failed with its reason and alert once; never raises over the original error."""
     from drift import alerts
 
-    log.error("%s %s: %s", monitor.name, batch_date, error)
+    log.error("%s %s: %s", monitor.name, batch_date, alerts.redact(error, monitor.alerts.secrets()))
     try:
         with session_scope(settings.db_url) as session:
             monitor_id = repo.ensure_monitor(session, monitor.name).id

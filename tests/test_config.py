@@ -75,3 +75,24 @@ def test_shipped_demo_config_is_valid(monkeypatch, tmp_path):
     assert monitor.name == "digits_demo"
     assert monitor.model.path == tmp_path.resolve() / "demo" / "model.pt2"
     assert len(monitor.source.input_columns) == 64
+
+
+TOKEN = "T0KEN-s3cr3t-9f8e7d"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"http://[::1/services/{TOKEN}", "not a valid URL (Invalid IPv6 URL)"),
+        (f"https://hooks.example.org/services/T0\t{TOKEN}", "whitespace or a control character"),
+        (f"hooks.example.org/services/{TOKEN}", "not an http(s) URL with a host"),
+    ],
+)
+def test_a_malformed_webhook_url_fails_at_load_without_quoting_it(tmp_path, url, message):
+    text = VALID + f"    alerts: {{webhook: {{url: {url!r}}}}}\n".replace("\t", "\\t")
+    text = text.replace(f"url: {url!r}".replace("\t", "\\t"), f'url: "{url.encode("unicode_escape").decode()}"')
+    with pytest.raises(ConfigError) as info:
+        load_monitors(write(tmp_path, text))
+    line = str(info.value)
+    assert "monitors.0.alerts.webhook.url" in line and message in line
+    assert "\n" not in line and TOKEN not in line
