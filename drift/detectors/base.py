@@ -15,12 +15,28 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from drift.atomic import atomic_folder
 from drift.batch import FeatureBatch
 from drift.params import ParamsMixin
 
 FORMAT_VERSION = 1
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-10, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Rows of ``x`` (its last axis) scaled to unit L2 norm, epsilon inside the denominator.
+
+    Examples
+    --------
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    >>> l2_normalise(np.array([3.0, 4.0]), dtype=np.float64)
+    array([0.6, 0.8])
+    """
+    x = np.asarray(x, dtype=dtype)
+    return np.ascontiguousarray(x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps))
 
 
 class NotFittedError(RuntimeError):

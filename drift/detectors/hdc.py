@@ -14,11 +14,12 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
+from drift.detectors.base import Detector, l2_normalise
 
 
-def _unit_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps)
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    # float64 hypervectors stay float64 (cosines feed EAR's routing)
+    return l2_normalise(x, eps=1e-12, dtype=np.float64)
 
 
 @register

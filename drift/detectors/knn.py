@@ -11,17 +11,11 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
+from drift.detectors.base import Detector, l2_normalise
 
 #: Peak working memory of one search chunk (results + normalised queries), bytes.
 CHUNK_MEMORY_BYTES = 256 * 2**20
 INDEX_FILE = "index.faiss"
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
-    """Rows of ``x`` scaled to unit L2 norm (epsilon inside the denominator)."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x / (np.linalg.norm(x, axis=1, keepdims=True) + eps))
 
 
 def _faiss():

@@ -9,8 +9,7 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
-from drift.detectors.knn import l2_normalise
+from drift.detectors.base import Detector, l2_normalise
 
 
 @register
