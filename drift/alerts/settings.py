@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -37,24 +37,28 @@ class AlertPolicy(BaseModel):
         return [s for sink, settings in self.configured_sinks() for s in sink.secrets(settings) if s]
 
 
-#: ``AlertPolicy`` plus ``<sink name>: <its settings_model> | None`` for every registered sink.
-AlertSettings = create_model(  # type: ignore[call-overload]
-    "AlertSettings",
-    __base__=AlertPolicy,
-    __module__=__name__,
-    __doc__="""Where alerts go and how hard to try: a key per sink (``log``, ``webhook``, ``email``).
+_SINK_FIELDS: dict[str, Any] = {
+    name: (sink.settings_model | None, sink.default) for name, sink in SINKS.items()
+}
 
-    Examples
-    --------
-    >>> AlertSettings(ood_rate_ceiling=0.3).webhook is None
-    True
-    >>> [sink.name for sink, _ in AlertSettings(log=False).configured_sinks()]
-    []
-    >>> AlertSettings(webhook={"url": "https://example.org/hook/secret"}).webhook
-    WebhookSettings(url=SecretStr('**********'), timeout_seconds=10.0)
-    """,
-    **{
-        name: (sink.settings_model | None, sink.default)
-        for name, sink in SINKS.items()
-    },
-)
+if TYPE_CHECKING:  # a type checker sees the policy; the sink keys exist at run time
+    AlertSettings = AlertPolicy
+else:
+    #: ``AlertPolicy`` plus ``<sink name>: <its settings_model> | None`` for every registered sink.
+    AlertSettings = create_model(
+        "AlertSettings",
+        __base__=AlertPolicy,
+        __module__=__name__,
+        __doc__="""Where alerts go and how hard to try: a key per sink (``log``, ``webhook``, ``email``).
+
+        Examples
+        --------
+        >>> AlertSettings(ood_rate_ceiling=0.3).webhook is None
+        True
+        >>> [sink.name for sink, _ in AlertSettings(log=False).configured_sinks()]
+        []
+        >>> AlertSettings(webhook={"url": "https://example.org/hook/secret"}).webhook
+        WebhookSettings(url=SecretStr('**********'), timeout_seconds=10.0)
+        """,
+        **_SINK_FIELDS,
+    )

@@ -4,7 +4,8 @@ Adding a sink: one file here with a settings model and a :class:`Sink`
 subclass decorated with ``@register_sink``, plus its import below.
 """
 
-# isort: off  (import order is delivery order: the log line first, e-mail last)
+# import order is delivery order: the log line first, e-mail last
+# isort: off
 from drift.alerts.sinks.base import SINKS, SINKS_KEY, Sink, payload_details, register_sink
 from drift.alerts.sinks.log import LogSettings, LogSink
 from drift.alerts.sinks.webhook import WebhookSettings, WebhookSink, slack_payload
