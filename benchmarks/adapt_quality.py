@@ -42,13 +42,14 @@ from scipy.stats import kendalltau
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from drift.adapt import EARModel, MetaOODLearner, energy, fine_tune, random_corruption
+from drift.adapt import EARModel, MetaOODLearner, energy, fine_tune
 from drift.digits import (
     CORRUPTIONS,
     DigitsNet,
     corrupt,
     embed,
     load_digits_split,
+    random_corruption,
     train_digits_model,
 )
 

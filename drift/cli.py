@@ -196,7 +196,7 @@ def status(monitor: MonitorOption = None) -> None:
 
     Example: `drift status`
     """
-    from drift.events import list_events
+    from drift.events import OPEN_STATUSES, list_events
     from drift.store import repo
     from drift.store.db import session_scope
 
@@ -213,9 +213,7 @@ def status(monitor: MonitorOption = None) -> None:
             batches = repo.list_batches(session, row.id)
             last = batches[-1] if batches else None
             verdict = (last.verdict or last.status) if last else "-"
-            open_events = list_events(
-                session, monitor=row.id, status=("warning", "confirmed", "adapting")
-            )
+            open_events = list_events(session, monitor=row.id, status=OPEN_STATUSES)
             version = repo.active_version(session, row.id)
             table.add_row(
                 m.name,

@@ -118,8 +118,18 @@ class ReferenceSpec(_Strict):
 
 
 class DetectorSpec(_Strict):
+    """A detector by its registered name (built-in or from a ``driftwatch.detectors`` entry point)."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from drift.detectors import detector_class
+
+        detector_class(name)  # one line naming the known detectors if not
+        return name
 
 
 #: model formats whose parameters adaptation can train and export again
@@ -191,6 +201,25 @@ class MonitorConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")
         return value
+
+    @model_validator(mode="after")
+    def _detectors_get_what_they_need(self) -> MonitorConfig:
+        from drift.detectors import detector_class
+
+        for spec in self.detectors:
+            for need in detector_class(spec.name).needs:
+                missing = self._missing_input(need)
+                if missing:
+                    raise ValueError(f"monitor '{self.name}': detector '{spec.name}' needs {need}: {missing}")
+        return self
+
+    def _missing_input(self, need: str) -> str | None:
+        """What to set so detectors get ``need``, or None when the config provides it."""
+        if need == "logits" and self.model.format == "precomputed" and not self.model.logit_columns:
+            return "set model.logit_columns (a precomputed model gives no logits without them)"
+        if need == "labels" and self.reference.label_column is None:
+            return "set reference.label_column"
+        return None
 
 
 class MonitorsFile(_Strict):

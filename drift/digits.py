@@ -29,12 +29,15 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
+
+from drift.adapt.mol import ShiftFn
 
 #: Classes held out of training: the novel ("semantic shift") classes.
 DIGITS_NOVEL_CLASSES: tuple[int, ...] = (8, 9)
@@ -239,3 +242,25 @@ def corrupt(x: np.ndarray, kind: str, severity: int, rng: np.random.Generator) -
         for i, (row, col) in enumerate(corners):
             images[i, row : row + side, col : col + side] = 0.0
     return np.clip(images.reshape(-1, N_PIXELS), 0.0, 1.0).astype(np.float32)
+
+
+def random_corruption(
+    kinds: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5)
+) -> ShiftFn:
+    """A shift function applying one corruption of random kind and severity to all rows.
+
+    Examples
+    --------
+    >>> shift = random_corruption(kinds=("noise",), severities=(5,))
+    >>> rows = np.zeros((3, 64), dtype=np.float32)
+    >>> shifted = shift(rows, np.random.default_rng(0))
+    >>> shifted.shape, bool(shifted.max() > 0)
+    ((3, 64), True)
+    """
+    kinds, severities = tuple(kinds), tuple(severities)
+
+    def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        kind = kinds[rng.integers(len(kinds))]
+        return corrupt(x, kind, int(rng.choice(severities)), rng)
+
+    return shift

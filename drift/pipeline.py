@@ -508,20 +508,16 @@ def record_failure(
     """Mark the night failed with its reason and alert once; never raises over the original error."""
     from drift import alerts
 
-    log.error("%s %s: %s", monitor.name, batch_date, error)
+    log.error("%s %s: %s", monitor.name, batch_date, alerts.redact(error, monitor.alerts.secrets()))
     try:
         with session_scope(settings.db_url) as session:
-            monitor_row = repo.ensure_monitor(session, monitor.name)
-            batch = repo.fail_batch(session, monitor_row.id, batch_date, error)
-            alerts.dispatch(
-                session,
-                monitor.alerts,
-                kind="batch_failed",
-                dedupe_key=f"{monitor.name}:{batch_date.isoformat()}:batch_failed",
-                message=f"[{monitor.name}] batch {batch_date} failed: {error}",
-                payload={"batch_date": batch_date.isoformat(), "error": error},
-                monitor_id=monitor_row.id,
-                batch_id=batch.id,
+            monitor_id = repo.ensure_monitor(session, monitor.name).id
+            batch_id = repo.fail_batch(session, monitor_id, batch_date, error).id
+        # a session of its own: whatever delivery does, the failed night stays recorded
+        with session_scope(settings.db_url) as session:
+            alerts.alert_batch_failed(
+                session, monitor.alerts, monitor.name, batch_date, error,
+                monitor_id=monitor_id, batch_id=batch_id,
             )
     except Exception:  # the database may be what failed; the caller re-raises the cause
         log.exception("%s %s: could not record the failure", monitor.name, batch_date)

@@ -11,12 +11,15 @@ from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from drift.alerts import AlertSettings, alert_batch_failed, dispatch
-from drift.store.db import get_engine
-from drift.store.models import Alert
+from drift.alerts import SINKS, AlertSettings, WebhookSettings, alert_batch_failed, dispatch
+from drift.config import MonitorConfig, Settings
+from drift.pipeline import record_failure
+from drift.store.db import get_engine, upgrade
+from drift.store.models import Alert, Batch
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d"
 PASSWORD = "smtp-pa55word-xyz"
@@ -194,3 +197,84 @@ def test_batch_failed_helper_dedupes_per_night(sqlite_url: str) -> None:
         with Session(get_engine(sqlite_url), expire_on_commit=False) as session, session.begin():
             alert = alert_batch_failed(session, settings, "digits", date(2025, 1, 2), "InvalidBatchError: row 3")
     assert alert.kind == "batch_failed" and alert.severity == "error" and alert.attempts == 1
+
+
+def test_every_registered_sink_is_a_key_of_the_alerts_section() -> None:
+    fields = AlertSettings.model_fields
+    for name, sink in SINKS.items():
+        assert fields[name].annotation == (sink.settings_model | None)
+    assert list(SINKS) == ["log", "webhook", "email"]  # delivery order: the log line first
+    assert [s.name for s, _ in AlertSettings(log={"level": "error"}).configured_sinks()] == ["log"]
+    assert AlertSettings(log=False).log is None and AlertSettings().log.level == "warning"
+
+
+def test_log_sink_level_is_configurable(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    send(sqlite_url, AlertSettings(log={"level": "error"}))
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("[alert ood_surge]")]
+    assert record.levelname == "ERROR"
+
+
+def unchecked_webhook(url: str) -> WebhookSettings:
+    """Settings holding a URL the config would refuse: what delivery must survive anyway."""
+    return WebhookSettings.model_construct(url=SecretStr(url), timeout_seconds=1.0)
+
+
+@pytest.mark.parametrize("sep", ["\t", "\n", "\r"])
+def test_a_control_character_in_the_url_does_not_leak_the_token(
+    sqlite_url: str, webhook: WebhookServer, caplog: pytest.LogCaptureFixture, sep: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    head, tail = TOKEN[:8], TOKEN[8:]
+    url = webhook.url.replace(TOKEN, head + sep + tail)
+    settings = AlertSettings(backoff_seconds=0.0, max_attempts=1)
+    settings.webhook = unchecked_webhook(url)
+    alert = send(sqlite_url, settings)
+    assert alert.status == "failed" and "InvalidURL" in alert.last_error
+    for text in (alert.last_error, drift_logs(caplog)):
+        assert head not in text and tail not in text
+    assert "***" in alert.last_error
+
+
+def failing_monitor(webhook: WebhookSettings, tmp_path) -> MonitorConfig:  # noqa: ANN001
+    monitor = MonitorConfig(
+        name="digits",
+        model={"format": "precomputed", "feature_columns": ["f0"], "logit_columns": ["l0"]},
+        source={"landing": tmp_path, "input_columns": ["f0"]},
+        reference={"path": tmp_path / "ref.parquet"},
+        alerts={"backoff_seconds": 0.0, "max_attempts": 1},
+    )
+    monitor.alerts.webhook = webhook
+    return monitor
+
+
+def test_record_failure_sends_the_one_redacted_batch_failed_alert(
+    sqlite_url: str, webhook: WebhookServer, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:  # noqa: ANN001
+    upgrade(sqlite_url)
+    caplog.set_level(logging.DEBUG)
+    monitor = failing_monitor(WebhookSettings(url=webhook.url, timeout_seconds=5), tmp_path)
+    error = f"URLError: could not reach {webhook.url}"
+    record_failure(Settings(database_url=sqlite_url, home=tmp_path), monitor, date(2025, 1, 3), error)
+    with Session(get_engine(sqlite_url)) as session:
+        (alert,) = session.scalars(select(Alert)).all()
+    assert alert.kind == "batch_failed" and alert.severity == "error" and alert.status == "sent"
+    assert TOKEN not in alert.message and TOKEN not in json.dumps(alert.payload)
+    assert alert.payload["error"] == "URLError: could not reach ***"
+    assert TOKEN not in json.dumps(webhook.received) and TOKEN not in drift_logs(caplog)
+
+
+def test_a_malformed_webhook_url_neither_crashes_the_alert_nor_loses_the_failed_night(
+    sqlite_url: str, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:  # noqa: ANN001
+    upgrade(sqlite_url)
+    caplog.set_level(logging.DEBUG)
+    monitor = failing_monitor(unchecked_webhook(f"http://[::1/services/T000/B000/{TOKEN}"), tmp_path)
+    record_failure(Settings(database_url=sqlite_url, home=tmp_path), monitor, date(2025, 1, 3), "boom")
+    with Session(get_engine(sqlite_url)) as session:
+        (batch,) = session.scalars(select(Batch)).all()
+        (alert,) = session.scalars(select(Alert)).all()
+    assert batch.status == "failed" and batch.error == "boom"
+    assert alert.status == "failed" and alert.payload["_sinks"] == {"log": "sent", "webhook": "failed"}
+    assert "Invalid IPv6 URL" in alert.last_error
+    assert TOKEN not in alert.last_error and TOKEN not in drift_logs(caplog)

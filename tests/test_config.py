@@ -110,3 +110,55 @@ def test_unknown_adaptation_method_names_the_key(tmp_path):
     text = VALID.replace("reference:", "adaptation: {method: magic}\n    reference:")
     with pytest.raises(ConfigError, match="monitors.0.adaptation.method"):
         load_monitors(write(tmp_path, text))
+
+
+TOKEN = "T0KEN-s3cr3t-9f8e7d"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"http://[::1/services/{TOKEN}", "not a valid URL (Invalid IPv6 URL)"),
+        (f"https://hooks.example.org/services/T0\t{TOKEN}", "whitespace or a control character"),
+        (f"hooks.example.org/services/{TOKEN}", "not an http(s) URL with a host"),
+    ],
+)
+def test_a_malformed_webhook_url_fails_at_load_without_quoting_it(tmp_path, url, message):
+    text = VALID + f"    alerts: {{webhook: {{url: {url!r}}}}}\n".replace("\t", "\\t")
+    text = text.replace(f"url: {url!r}".replace("\t", "\\t"), f'url: "{url.encode("unicode_escape").decode()}"')
+    with pytest.raises(ConfigError) as info:
+        load_monitors(write(tmp_path, text))
+    line = str(info.value)
+    assert "monitors.0.alerts.webhook.url" in line and message in line
+    assert "\n" not in line and TOKEN not in line
+
+
+PRECOMPUTED = """
+monitors:
+  - name: fraud
+    model: {format: precomputed, feature_columns: [e0, e1]}
+    source: {landing: landing/fraud, input_columns: [amount, age]}
+    reference: {path: ref/fraud.parquet}
+    detectors: [{name: DETECTOR}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("detector", "message"),
+    [
+        ("energy", "detector 'energy' needs logits: set model.logit_columns"),
+        ("msp", "detector 'msp' needs logits: set model.logit_columns"),
+        ("mahalanobis", "detector 'mahalanobis' needs labels: set reference.label_column"),
+        ("hdc", "detector 'hdc' needs labels: set reference.label_column"),
+    ],
+)
+def test_a_detector_without_what_it_needs_fails_at_load(tmp_path, detector, message):
+    with pytest.raises(ConfigError) as info:
+        load_monitors(write(tmp_path, PRECOMPUTED.replace("DETECTOR", detector)))
+    line = str(info.value)
+    assert "monitors.0" in line and f"monitor 'fraud': {message}" in line and "\n" not in line
+    fixed = PRECOMPUTED.replace("DETECTOR", detector).replace(
+        "feature_columns: [e0, e1]", "feature_columns: [e0, e1], logit_columns: [l0, l1]"
+    ).replace("path: ref/fraud.parquet", "path: ref/fraud.parquet, label_column: label")
+    (monitor,) = load_monitors(write(tmp_path, fixed))
+    assert monitor.detectors[0].name == detector

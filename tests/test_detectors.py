@@ -256,3 +256,21 @@ def test_agreement_with_pytorch_ood(reference):
     mds = get_detector("mahalanobis", normalise=False, shrinkage=0.0).fit(reference).score(queries)
     theirs = peer.mahalanobis(t["bank"], torch.as_tensor(reference.labels), t["q"]).numpy()
     np.testing.assert_allclose(mds**2 / (2 * len(reference)), theirs, rtol=1e-4)
+
+
+def narrower(batch, features=0, logits=0):
+    return FeatureBatch(
+        batch.features[:, : D - features], logits=batch.logits[:, : N_CLASSES - logits], labels=batch.labels
+    )
+
+
+def test_scoring_rows_of_another_width_is_one_line(name, reference, tmp_path):
+    det = get_detector(name).fit(reference)
+    reads = "logits" if "logits" in det.needs else "features"
+    expected, fewer = (N_CLASSES, {"logits": 1}) if reads == "logits" else (D, {"features": 2})
+    message = f"{name}: expected {expected} {reads}, got {expected - fewer[reads]}"
+    for detector in (det, Detector.load(det.save(tmp_path / name))):
+        with pytest.raises(ValueError) as info:
+            detector.score(narrower(synthetic(seed=1), **fewer))
+        assert str(info.value) == message
+    assert get_detector(name).fit(narrower(reference, **fewer)).score(narrower(synthetic(1), **fewer)).shape == (300,)

@@ -28,7 +28,7 @@ from drift.adapt.mol import (
     logits_of,
     mixed_outliers,
 )
-from drift.adapt.shifts import gaussian_noise, random_corruption
+from drift.adapt.shifts import gaussian_noise
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -47,6 +47,5 @@ __all__ = [
     "logits_of",
     "mixed_outliers",
     "naswot_score",
-    "random_corruption",
     "trainable_module",
 ]

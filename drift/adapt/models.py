@@ -23,13 +23,14 @@ What works in torch 2.13 (checked by ``tests/test_adapt.py``):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_model
 from torch import nn
+
+from drift.atomic import write_file
 
 if TYPE_CHECKING:
     from drift.config import ModelSpec
@@ -76,13 +77,5 @@ def export_module(module: nn.Module, example_input: torch.Tensor, path: str | os
         module, (example_input,), dynamic_shapes=({0: torch.export.Dim("batch")},)
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".pt2", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, lambda tmp: torch.export.save(program, tmp))
     return path

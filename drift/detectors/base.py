@@ -15,12 +15,28 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from drift.atomic import atomic_folder
 from drift.batch import FeatureBatch
 from drift.params import ParamsMixin
 
 FORMAT_VERSION = 1
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-10, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Rows of ``x`` (its last axis) scaled to unit L2 norm, epsilon inside the denominator.
+
+    Examples
+    --------
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    >>> l2_normalise(np.array([3.0, 4.0]), dtype=np.float64)
+    array([0.6, 0.8])
+    """
+    x = np.asarray(x, dtype=dtype)
+    return np.ascontiguousarray(x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps))
 
 
 class NotFittedError(RuntimeError):
@@ -41,7 +57,8 @@ class Detector(ParamsMixin, ABC):
     """
 
     name: ClassVar[str]
-    #: what ``score`` reads from a batch: "features", "logits" or both
+    #: what the detector reads: "features" and/or "logits" (fit and score), "labels"
+    #: (the reference's, at fit); checked against each monitor when its config loads
     needs: ClassVar[tuple[str, ...]] = ("features",)
 
     @abstractmethod
@@ -59,6 +76,17 @@ class Detector(ParamsMixin, ABC):
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"{self.name}: call fit() before score()")
+
+    def _set_width(self, features: np.ndarray) -> None:
+        """Remember the fitted feature width (scikit-learn's ``n_features_in_``)."""
+        self.n_features_in_ = int(features.shape[1])
+
+    def _check_width(self, features: np.ndarray) -> np.ndarray:
+        """``features``, if they are as wide as the fitted ones; else one clear line."""
+        expected = getattr(self, "n_features_in_", None)
+        if expected is not None and features.shape[-1] != expected:
+            raise ValueError(f"{self.name}: expected {expected} features, got {features.shape[-1]}")
+        return features
 
     def _require(self, batch: FeatureBatch, what: str) -> np.ndarray:
         value = getattr(batch, what)
@@ -87,6 +115,7 @@ class Detector(ParamsMixin, ABC):
                 "type": self.name,
                 "format_version": FORMAT_VERSION,
                 "params": self.get_params(),
+                "n_features_in": getattr(self, "n_features_in_", None),
                 "state": scalars,
             }
             (tmp / "detector.json").write_text(json.dumps(meta, indent=2))
@@ -118,6 +147,8 @@ class Detector(ParamsMixin, ABC):
         with np.load(path / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         detector._restore_state(arrays, meta["state"], path)
+        if meta.get("n_features_in") is not None:  # absent from files saved before it was kept
+            detector.n_features_in_ = meta["n_features_in"]
         return detector
 
 
@@ -141,7 +172,10 @@ class LogitDetector(Detector):
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
         self._check_fitted()
-        return self.score_logits(self._require(batch, "logits").astype(np.float64))
+        logits = self._require(batch, "logits")
+        if logits.shape[1] != self.n_classes_:
+            raise ValueError(f"{self.name}: expected {self.n_classes_} logits, got {logits.shape[1]}")
+        return self.score_logits(logits.astype(np.float64))
 
     @abstractmethod
     def score_logits(self, logits: np.ndarray) -> np.ndarray:

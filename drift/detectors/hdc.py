@@ -15,11 +15,12 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
+from drift.detectors.base import Detector, l2_normalise
 
 
-def _unit_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps)
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    # float64 hypervectors stay float64 (cosines feed EAR's routing)
+    return l2_normalise(x, eps=1e-12, dtype=np.float64)
 
 
 @register
@@ -70,6 +71,7 @@ class HDCDetector(Detector):
     """
 
     name = "hdc"
+    needs = ("features", "labels")
 
     def __init__(self, dim: int = 10_000, gamma: float = 1.0, seed: int = 0):
         self.dim = dim
@@ -87,6 +89,7 @@ class HDCDetector(Detector):
         gaussian = np.random.default_rng(self.seed).standard_normal((self.dim, d))
         q, _ = np.linalg.qr(gaussian)
         self.projection_ = np.ascontiguousarray(q.T, dtype=np.float32)
+        self._set_width(reference.features)
         self.centre_ = float(reference.features.mean(dtype=np.float64))
         self.classes_ = np.empty(0, dtype=np.int64)
         self.class_vectors_ = np.empty((0, self.dim), dtype=np.float64)
@@ -120,7 +123,7 @@ class HDCDetector(Detector):
     def hypervectors(self, features: np.ndarray) -> np.ndarray:
         """float64 (n, D) hypervectors V(z) of feature rows."""
         self._check_fitted()
-        centred = np.asarray(features, dtype=np.float32) - np.float32(self.centre_)
+        centred = np.asarray(self._check_width(features), dtype=np.float32) - np.float32(self.centre_)
         return (centred @ self.projection_).astype(np.float64)
 
     def class_similarities(self, batch: FeatureBatch) -> np.ndarray:

@@ -11,17 +11,11 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
+from drift.detectors.base import Detector, l2_normalise
 
 #: Peak working memory of one search chunk (results + normalised queries), bytes.
 CHUNK_MEMORY_BYTES = 256 * 2**20
 INDEX_FILE = "index.faiss"
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
-    """Rows of ``x`` scaled to unit L2 norm (epsilon inside the denominator)."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x / (np.linalg.norm(x, axis=1, keepdims=True) + eps))
 
 
 def _faiss():
@@ -141,6 +135,7 @@ class KNNDetector(Detector):
         self.index_kind_ = self._choose_index_kind(len(bank))
         self.index_ = self._to_device(self._build_index(bank))
         self.index_.add(bank)
+        self._set_width(bank)
         return self
 
     def add(self, batch: FeatureBatch) -> Self:
@@ -149,7 +144,7 @@ class KNNDetector(Detector):
         IVF keeps the cells it was trained on; recalibrate thresholds after adding.
         """
         self._check_fitted()
-        self.index_.add(self._subsample(batch.features))
+        self.index_.add(self._subsample(self._check_width(batch.features)))
         return self
 
     @property
@@ -222,7 +217,7 @@ class KNNDetector(Detector):
         if n_neighbours > self.bank_size_:
             raise ValueError(f"knn: needs {n_neighbours} neighbours, bank has {self.bank_size_}")
         self._set_search_breadth(n_neighbours)
-        features = batch.features
+        features = self._check_width(batch.features)
         chunk = self.chunk_size or max(
             1, CHUNK_MEMORY_BYTES // (n_neighbours * 12 + features.shape[1] * 4)
         )

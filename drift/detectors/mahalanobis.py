@@ -9,8 +9,7 @@ import numpy as np
 
 from drift.batch import FeatureBatch
 from drift.detectors import register
-from drift.detectors.base import Detector
-from drift.detectors.knn import l2_normalise
+from drift.detectors.base import Detector, l2_normalise
 
 
 @register
@@ -50,6 +49,7 @@ class MahalanobisDetector(Detector):
     """
 
     name = "mahalanobis"
+    needs = ("features", "labels")
 
     def __init__(self, normalise: bool = True, shrinkage: float | str = "ledoit-wolf"):
         self.normalise = normalise
@@ -75,6 +75,7 @@ class MahalanobisDetector(Detector):
         self.means_ = means
         # pinv: an empirical covariance (shrinkage=0) may be singular
         self.precision_ = np.linalg.pinv(covariance, hermitian=True)
+        self._set_width(reference.features)
         return self
 
     def _prepare(self, features: np.ndarray) -> np.ndarray:
@@ -83,7 +84,7 @@ class MahalanobisDetector(Detector):
     def class_distances(self, batch: FeatureBatch) -> np.ndarray:
         """(n, C) squared Mahalanobis distances to each class mean (``classes_`` order)."""
         self._check_fitted()
-        z = self._prepare(batch.features)
+        z = self._prepare(self._check_width(batch.features))
         # (z-μ)ᵀP(z-μ) = zᵀPz − 2 zᵀPμ + μᵀPμ: one matmul for all classes
         projected = z @ self.precision_
         squared = (
