@@ -39,6 +39,12 @@ def _error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
+def _one_line(exc: BaseException) -> str:
+    from drift.model_files import first_line
+
+    return first_line(exc)
+
+
 def _fail(message: str, code: int = 1) -> None:
     _error(message)
     raise typer.Exit(code)
@@ -93,13 +99,22 @@ def fit(monitor: MonitorOption = None) -> None:
     from drift import pipeline
 
     settings = Settings()
+    failed = False
     for m in _monitors(monitor):
-        with console.status(f"fitting {m.name}"):
-            result = pipeline.fit_monitor(settings, m)
+        try:
+            with console.status(f"fitting {m.name}"):
+                result = pipeline.fit_monitor(settings, m)
+        except (ValueError, RuntimeError) as exc:  # bad reference, model or detector params
+            logging.getLogger(__name__).debug("fit %s failed", m.name, exc_info=True)
+            _error(f"{m.name}: fit failed: {_one_line(exc)}")
+            failed = True  # other monitors still fit
+            continue
         console.print(
             f"{m.name}: version {result['version']} active - detectors {', '.join(result['detectors'])}, "
             f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
         )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -122,7 +137,7 @@ def run(
         try:
             decision = pipeline.run_night(settings, m, night)
         except pipeline.BatchFailedError as exc:
-            _error(str(exc))
+            _error(_one_line(exc))
             failed = True  # other monitors still run
             continue
         rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
@@ -386,15 +401,15 @@ def entrypoint() -> None:
     from sqlalchemy.exc import OperationalError
 
     from drift.batch import InvalidBatchError
+    from drift.model_files import ModelFileError
 
     try:
         app()
     except ConfigError as exc:
-        _error(str(exc))
+        _error(_one_line(exc))
         sys.exit(2)
-    except (FileNotFoundError, InvalidBatchError, OperationalError) as exc:
-        message = str(exc).splitlines()[0]
-        _error(message)
+    except (FileNotFoundError, InvalidBatchError, ModelFileError, OperationalError) as exc:
+        _error(_one_line(exc))
         sys.exit(1)
 
 
