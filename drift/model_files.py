@@ -3,11 +3,14 @@
 ``torch.export.load`` unpickles parts of a ``.pt2`` archive and, when the
 weights-only unpickler refuses one, retries with ``torch.load(weights_only=False)``
 (``torch/_export/serde/serialize.py``, ``torch/export/pt2_archive/_package.py``);
-opaque constants go through ``pickle.loads`` and AOTInductor parts are native
-libraries. :func:`read_export_archive` reads the file once, proves every pickle
+opaque constants go through ``pickle.loads``, AOTInductor parts are native
+libraries, and the program's JSON holds strings torch evaluates (guards are
+``exec``-ed, symbolic expressions go through ``sympy.sympify``, node targets are
+looked up as attributes of ``torch``). :func:`read_export_archive` reads the file once, proves every pickle
 inside it loads under torch's weights-only unpickler (``torch.load(...,
 weights_only=True)``: tensors, containers and the globals torch allows), refuses
-the parts that are code (AOTInductor, opaque and TorchBind objects) and returns
+the parts that are code (AOTInductor, opaque and TorchBind objects), allows in
+the program only operator targets and plain arithmetic expressions, and returns
 the checked bytes, so torch loads exactly what was checked.
 
 TorchScript archives are read by the TorchScript unpickler, which resolves no
@@ -16,10 +19,13 @@ Python globals; :func:`check_torchscript` only makes sure the file is one.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import posixpath
+import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 #: suffixes of records torch reads with ``torch.load``
@@ -30,6 +36,17 @@ REFUSED_PREFIXES = {
     "data/constants/custom_obj_": "a TorchBind object",
     "data/constants/opaque_obj_": "an opaque pickled object",
 }
+
+
+#: node targets a plain exported model uses: operators and symbolic-shape helpers
+SAFE_TARGET = re.compile(r"torch\.ops\.[\w.]+|torch\._?sym_\w+|_operator\.\w+|math\.\w+")
+#: names in expressions: shape symbols (s0, u12) and CamelCase sympy functions (Max, FloorDiv)
+SAFE_NAME = re.compile(r"[a-z]+\d+|[A-Z][A-Za-z]*|True|False|oo|floor|ceiling|sqrt")
+GUARD_ATTRIBUTES = {"size", "stride", "storage_offset", "dim", "numel", "shape", "isnan", "inf"}
+EXPRESSION_NODES = (
+    ast.Expression, ast.Call, ast.keyword, ast.Constant, ast.Tuple, ast.Load,
+    ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)
 
 
 class ModelFileError(ValueError):
@@ -83,6 +100,67 @@ def _pickled_payloads(archive: zipfile.ZipFile, records: dict[str, zipfile.ZipIn
     return names
 
 
+def _graph_strings(document: object) -> Iterator[tuple[str, str]]:
+    """``(kind, text)`` of every string in a serialized program that torch turns into code:
+    node targets (resolved by attribute lookup on ``torch``), symbolic expressions
+    (``sympy.sympify``, which evaluates them) and guards (``exec``-ed by ``.module()``)."""
+    if isinstance(document, dict):
+        if isinstance(document.get("target"), str) and "inputs" in document:
+            yield "target", document["target"]
+        if isinstance(document.get("expr_str"), str):
+            yield "expression", document["expr_str"]
+        for guard in document.get("guards_code") or []:
+            yield "guard", guard
+        children = document.values()
+    elif isinstance(document, list):
+        children = document
+    else:
+        return
+    for child in children:
+        yield from _graph_strings(child)
+
+
+def _allowed_expression(text: str, guard: bool) -> bool:
+    """Whether ``text`` parses to arithmetic, comparisons, calls of sympy-style functions
+    and, in guards, ``L['input'].size()[i]``-style reads: nothing that reaches a module."""
+    from torch.fx.experimental.symbolic_shapes import SYMPY_INTERP
+
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    names = set(SYMPY_INTERP) | {"L", "math", "inf"} if guard else set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if not (node.id in names or SAFE_NAME.fullmatch(node.id)):
+                return False
+        elif isinstance(node, ast.Attribute):
+            if not guard or node.attr not in GUARD_ATTRIBUTES:
+                return False
+        elif isinstance(node, ast.Subscript):
+            if not guard:
+                return False
+        elif not isinstance(node, EXPRESSION_NODES):
+            return False
+    return True
+
+
+def _check_program(path: Path, name: str, text: bytes) -> None:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ModelFileError(f"{path}: record '{name}' is not valid JSON") from None
+    for kind, value in _graph_strings(document):
+        allowed = (
+            SAFE_TARGET.fullmatch(value) is not None
+            if kind == "target"
+            else _allowed_expression(value, guard=kind == "guard")
+        )
+        if not allowed:
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise ModelFileError(f"{path}: record '{name}' has a {kind} that is not allowed: {shown!r}")
+
+
 def _check_weights_only(path: Path, name: str, payload: bytes) -> None:
     import torch
 
@@ -121,6 +199,8 @@ def read_export_archive(path: Path) -> bytes:
         for prefix, what in REFUSED_PREFIXES.items():
             if name.startswith(prefix):
                 raise ModelFileError(f"{path}: record '{name}' is {what}, refusing to load it")
+        if name.startswith("models/") and name.endswith(".json"):
+            _check_program(path, name, archive.read(records[name]))
         if name in pickled or name.endswith(PICKLE_SUFFIXES):
             _check_weights_only(path, name, archive.read(records[name]))
     return data
