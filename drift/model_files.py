@@ -5,7 +5,7 @@ weights-only unpickler refuses one, retries with ``torch.load(weights_only=False
 (``torch/_export/serde/serialize.py``, ``torch/export/pt2_archive/_package.py``);
 opaque constants go through ``pickle.loads``, AOTInductor parts are native
 libraries, and the program's JSON holds strings torch evaluates (guards are
-``exec``-ed, symbolic expressions go through ``sympy.sympify``, node targets are
+compiled with ``exec`` and run on every call, symbolic expressions go through ``sympy.sympify``, node targets are
 looked up as attributes of ``torch``). :func:`read_export_archive` reads the file once, proves every pickle
 inside it loads under torch's weights-only unpickler (``torch.load(...,
 weights_only=True)``: tensors, containers and the globals torch allows), refuses
@@ -103,7 +103,7 @@ def _pickled_payloads(archive: zipfile.ZipFile, records: dict[str, zipfile.ZipIn
 def _graph_strings(document: object) -> Iterator[tuple[str, str]]:
     """``(kind, text)`` of every string in a serialized program that torch turns into code:
     node targets (resolved by attribute lookup on ``torch``), symbolic expressions
-    (``sympy.sympify``, which evaluates them) and guards (``exec``-ed by ``.module()``)."""
+    (``sympy.sympify``, which evaluates them) and guards (compiled by ``.module()``)."""
     if isinstance(document, dict):
         if isinstance(document.get("target"), str) and "inputs" in document:
             yield "target", document["target"]
