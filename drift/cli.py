@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drift.config import ConfigError, MonitorConfig, Settings, load_monitors
+from drift.model_files import first_line
 
 app = typer.Typer(
     help="driftwatch: nightly data-drift and OOD monitoring for production PyTorch models.",
@@ -37,12 +38,6 @@ MonitorOption = Annotated[
 def _error(message: str) -> None:
     """One line on stderr."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    from drift.model_files import first_line
-
-    return first_line(exc)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -104,9 +99,11 @@ def fit(monitor: MonitorOption = None) -> None:
         try:
             with console.status(f"fitting {m.name}"):
                 result = pipeline.fit_monitor(settings, m)
-        except (ValueError, RuntimeError) as exc:  # bad reference, model or detector params
+        except ConfigError:
+            raise
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad reference, model, params
             logging.getLogger(__name__).debug("fit %s failed", m.name, exc_info=True)
-            _error(f"{m.name}: fit failed: {_one_line(exc)}")
+            _error(f"{m.name}: fit failed: {first_line(exc)}")
             failed = True  # other monitors still fit
             continue
         console.print(
@@ -137,7 +134,7 @@ def run(
         try:
             decision = pipeline.run_night(settings, m, night)
         except pipeline.BatchFailedError as exc:
-            _error(_one_line(exc))
+            _error(first_line(exc))
             failed = True  # other monitors still run
             continue
         rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
@@ -406,10 +403,10 @@ def entrypoint() -> None:
     try:
         app()
     except ConfigError as exc:
-        _error(_one_line(exc))
+        _error(first_line(exc))
         sys.exit(2)
     except (FileNotFoundError, InvalidBatchError, ModelFileError, OperationalError) as exc:
-        _error(_one_line(exc))
+        _error(first_line(exc))
         sys.exit(1)
 
 

@@ -125,6 +125,8 @@ def _allowed_expression(text: str, guard: bool) -> bool:
     and, in guards, ``L['input'].size()[i]``-style reads: nothing that reaches a module."""
     from torch.fx.experimental.symbolic_shapes import SYMPY_INTERP
 
+    if not isinstance(text, str):
+        return False
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
