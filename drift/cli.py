@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drift.config import ConfigError, MonitorConfig, Settings, load_monitors
+from drift.model_files import first_line
 
 app = typer.Typer(
     help="driftwatch: nightly data-drift and OOD monitoring for production PyTorch models.",
@@ -93,13 +94,24 @@ def fit(monitor: MonitorOption = None) -> None:
     from drift import pipeline
 
     settings = Settings()
+    failed = False
     for m in _monitors(monitor):
-        with console.status(f"fitting {m.name}"):
-            result = pipeline.fit_monitor(settings, m)
+        try:
+            with console.status(f"fitting {m.name}"):
+                result = pipeline.fit_monitor(settings, m)
+        except ConfigError:
+            raise
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad reference, model, params
+            logging.getLogger(__name__).debug("fit %s failed", m.name, exc_info=True)
+            _error(f"{m.name}: fit failed: {first_line(exc)}")
+            failed = True  # other monitors still fit
+            continue
         console.print(
             f"{m.name}: version {result['version']} active - detectors {', '.join(result['detectors'])}, "
             f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
         )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -122,7 +134,7 @@ def run(
         try:
             decision = pipeline.run_night(settings, m, night)
         except pipeline.BatchFailedError as exc:
-            _error(str(exc))
+            _error(first_line(exc))
             failed = True  # other monitors still run
             continue
         rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
@@ -385,15 +397,15 @@ def entrypoint() -> None:
     from sqlalchemy.exc import OperationalError
 
     from drift.batch import InvalidBatchError
+    from drift.model_files import ModelFileError
 
     try:
         app()
     except ConfigError as exc:
-        _error(str(exc))
+        _error(first_line(exc))
         sys.exit(2)
-    except (FileNotFoundError, InvalidBatchError, OperationalError) as exc:
-        message = str(exc).splitlines()[0]
-        _error(message)
+    except (FileNotFoundError, InvalidBatchError, ModelFileError, OperationalError) as exc:
+        _error(first_line(exc))
         sys.exit(1)
 
 

@@ -8,21 +8,27 @@ formats (see :class:`drift.config.ModelSpec`):
 - ``entrypoint``: ``"package.module:function"`` returning such a module;
 - ``precomputed``: the batch already holds embedding and logit columns.
 
-No format unpickles arbitrary objects: ``.pt2`` and TorchScript archives are
-read by their own loaders, and an entry point is code the operator installed.
+No format unpickles arbitrary objects: every pickle in a ``.pt2`` is proven to
+load under torch's weights-only unpickler before torch reads the archive (see
+:mod:`drift.model_files`), TorchScript archives are read by the TorchScript
+unpickler, which resolves no Python globals, and an entry point is code the
+operator installed.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from drift.batch import FeatureBatch, InvalidBatchError
+from drift.model_files import ModelFileError, check_torchscript, first_line, read_export_archive
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +42,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("model.device is 'cuda' but no CUDA device is available")
+        raise ModelFileError("model.device is 'cuda' but no CUDA device is available")
     return device
 
 
@@ -62,14 +68,25 @@ def _load_module(fmt: str, path: str, entrypoint: str | None, device: str, _stam
     import torch
 
     if fmt == "export":
-        # exported programs are already traced in eval mode
-        return torch.export.load(path).module().to(device)
+        # torch loads the bytes that were checked, not the file again; exported
+        # programs are already traced in eval mode
+        checked = read_export_archive(Path(path))
+        return _torch_load_failure(path, lambda: torch.export.load(io.BytesIO(checked)).module().to(device))
     if fmt == "torchscript":
-        return torch.jit.load(path, map_location=device).eval()
+        check_torchscript(Path(path))
+        return _torch_load_failure(path, lambda: torch.jit.load(path, map_location=device).eval())
     if fmt == "entrypoint":
         module_name, function_name = entrypoint.split(":")
         return getattr(importlib.import_module(module_name), function_name)().eval().to(device)
     raise ValueError("precomputed models have no module to load")
+
+
+def _torch_load_failure(path: str, load: Callable[[], Callable]) -> Callable:
+    """``load()``, with torch's multi-line errors on a damaged archive turned into one line."""
+    try:
+        return load()
+    except (RuntimeError, ValueError, KeyError, AssertionError) as exc:
+        raise ModelFileError(f"{path}: torch could not load the model ({first_line(exc)})") from None
 
 
 @dataclass
@@ -118,7 +135,13 @@ class Embedder:
                 chunk = torch.from_numpy(
                     np.ascontiguousarray(inputs[start : start + self.spec.batch_size])
                 )
-                output = model(chunk.to(device))
+                try:
+                    output = model(chunk.to(device))
+                except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
+                    raise InvalidBatchError(
+                        f"model {self.spec.path or self.spec.entrypoint}: forward failed on "
+                        f"{inputs.shape[1]} input columns ({', '.join(self.input_columns)}): {first_line(exc)}"
+                    ) from None
                 if not (isinstance(output, tuple | list) and len(output) == 2):
                     raise InvalidBatchError(
                         "model: forward(x) must return (features, logits), "

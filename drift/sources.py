@@ -103,7 +103,11 @@ def read_rows(files: list[str], columns: list[str], start: int = 0, stop: int | 
 def read_reference(path: Path, columns: list[str]) -> pd.DataFrame:
     if not Path(path).is_file():
         raise FileNotFoundError(f"reference file not found: {path}")
-    frame = pd.read_parquet(path, columns=columns)
+    try:
+        frame = pd.read_parquet(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:  # a CSV or a truncated file under a .parquet name
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidBatchError(f"{path}: not a readable parquet file ({reason})") from None
     if frame.empty:
         raise InvalidBatchError(f"{path}: the reference is empty")
     return frame

@@ -27,6 +27,27 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # noqa: ANN
     cursor.close()
 
 
+def normalise_url(url: str) -> str:
+    """``url`` in the spelling SQLAlchemy 2 accepts; refuses databases the event store does not support.
+
+    ``postgres://`` (Heroku's and libpq's spelling, which SQLAlchemy 2 rejects)
+    becomes ``postgresql+psycopg2://``. The store runs on PostgreSQL and SQLite
+    only: its upserts use their ``ON CONFLICT`` dialects.
+
+    >>> normalise_url("postgres://u@db/drift")
+    'postgresql+psycopg2://u@db/drift'
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "postgres":
+        return "postgresql+psycopg2" + url[len(scheme):]
+    backend = scheme.split("+", 1)[0]
+    if backend not in ("postgresql", "sqlite"):
+        raise ValueError(
+            f"unsupported database '{backend}' (driftwatch stores events in PostgreSQL or SQLite)"
+        )
+    return url
+
+
 @cache
 def get_engine(url: str) -> Engine:
     """One pooled engine per URL for the process."""
