@@ -245,7 +245,7 @@ def test_the_same_night_from_a_table_and_from_parquet_scores_the_same(
     ],
 )
 def test_bad_queries_fail_in_one_line(prediction_log, query, night, message):
-    source = SourceSpec(sql=query, url="${PREDLOG_URL}", order_by="px_01", id_column="row_id", input_columns=["px_00", "px_01"])
+    source = SourceSpec(sql=query, url="${PREDLOG_URL}", id_column="row_id", input_columns=["px_00", "px_01"])
     with pytest.raises(InvalidBatchError, match=message) as error:
         sources.inspect_batch(source, night, ["px_00", "px_01", "row_id"])
     assert "\n" not in str(error.value)
