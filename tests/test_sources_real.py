@@ -265,3 +265,46 @@ def test_an_unreachable_database_fails_in_one_line_without_the_password(monkeypa
     unset = source.model_copy(update={"url": "postgresql://u:${NOT_SET_ANYWHERE}@h/db"})
     with pytest.raises(InvalidBatchError, match="environment variable NOT_SET_ANYWHERE is not set"):
         sources.inspect_batch(unset, NIGHT, ["x", "row_id"])
+
+
+def test_unreadable_files_fail_their_night_in_one_line_and_later_nights_run(
+    demo_monitor, demo_world, drift_env, sqlite_url, tmp_path
+):
+    settings = drift_env(sqlite_url)
+    pipeline.fit_monitor(settings, demo_monitor)
+    monitor = demo_monitor.model_copy(deep=True)
+    monitor.source.landing = tmp_path / "landing"
+    good = pd.read_parquet(demo_world / "demo" / "landing" / f"ds={NIGHT}" / "part-0.parquet")
+    cases = {
+        date(2026, 11, 3): ("empty", "part-0.parquet: not a readable parquet file"),
+        date(2026, 11, 4): ("truncated", "part-0.parquet: not a readable parquet file"),
+        date(2026, 11, 5): ("csv", "part-0.parquet: not a readable parquet file"),
+        date(2026, 11, 6): ("directory", "x.parquet: is a directory, not a parquet file"),
+    }
+    for night, (how, _) in cases.items():
+        folder = monitor.source.landing / f"ds={night}"
+        folder.mkdir(parents=True)
+        target = folder / "part-0.parquet"
+        if how == "empty":
+            target.write_bytes(b"")
+        elif how == "truncated":
+            good.to_parquet(target)
+            target.write_bytes(target.read_bytes()[:5000])
+        elif how == "csv":
+            good.to_csv(target, index=False)
+        else:
+            good.to_parquet(target)
+            (folder / "x.parquet").mkdir()
+    for night, (_, message) in cases.items():
+        with pytest.raises(pipeline.BatchFailedError, match=message) as error:
+            pipeline.run_night(settings, monitor, night)
+        assert "\n" not in str(error.value)
+    (monitor.source.landing / f"ds={NIGHT}").mkdir()
+    good.to_parquet(monitor.source.landing / f"ds={NIGHT}" / "part-0.parquet")
+    assert pipeline.run_night(settings, monitor, NIGHT)["verdict"] in {"ok", "warn"}
+    with session_scope(sqlite_url) as session:
+        statuses = dict(session.execute(select(Batch.batch_date, Batch.status)).all())
+        assert statuses == {**{night: "failed" for night in cases}, NIGHT: "succeeded"}
+        assert session.scalars(select(Alert.kind)).all() == ["batch_failed"] * len(cases)
+        for night in cases:  # nothing partial: no per-row scores of a failed night
+            assert not pipeline.scores_dir(settings, monitor, night).exists()
