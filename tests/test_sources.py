@@ -180,3 +180,53 @@ def test_secrets_never_reach_the_message(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3tKEY")
     error = RuntimeError("denied for key s3cr3tKEY and password hunter2\nstack line")
     assert sources.one_line(error, ("hunter2",)) == "denied for key *** and password ***"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({}, "either 'landing'"),
+        ({"landing": "l", "sql": "SELECT 1 WHERE d = :batch_date", "url": "sqlite://"}, "either 'landing'"),
+        ({"sql": "SELECT * FROM t WHERE d = :batch_date", "id_column": "k"}, "'sql' needs 'url'"),
+        ({"sql": "SELECT * FROM t", "url": "sqlite://", "id_column": "k"}, ":batch_date"),
+        ({"sql": "SELECT * FROM t WHERE d = :batch_date", "url": "sqlite://"}, "'order_by' or 'id_column'"),
+        ({"landing": "l", "partition": "static"}, "must contain {date}"),
+        ({"landing": "l", "partition": "{day}"}, "not a date pattern"),
+    ],
+)
+def test_source_config_mistakes_name_the_key(keys, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        SourceSpec(input_columns=["a"], **keys)
+
+
+def test_urls_stay_urls_and_secrets_stay_in_the_environment(tmp_path, monkeypatch):
+    from drift.config import load_monitors
+
+    monkeypatch.setenv("BUCKET", "prod-logs")
+    config = tmp_path / "monitors.yaml"
+    config.write_text(
+        """
+monitors:
+  - name: from_s3
+    model: {format: precomputed, feature_columns: [a]}
+    source: {landing: "s3://${BUCKET}/fraud", partition: "{date:%Y/%m/%d}", input_columns: [a]}
+    reference: {path: "s3://${BUCKET}/reference.parquet"}
+  - name: from_table
+    model: {format: precomputed, feature_columns: [a]}
+    source:
+      sql: "SELECT * FROM predictions WHERE day = :batch_date"
+      url: "postgresql://drift:${PG_PASSWORD}@db/logs"
+      id_column: request_id
+      input_columns: [a]
+    reference: {path: reference.parquet}
+"""
+    )
+    from_s3, from_table = load_monitors(config)
+    assert from_s3.source.landing == "s3://prod-logs/fraud"
+    assert from_s3.reference.path == "s3://prod-logs/reference.parquet"
+    assert sources.night_location(from_s3.source, NIGHT) == "s3://prod-logs/fraud/2026/03/01"
+    assert from_table.reference.path == tmp_path / "reference.parquet"
+    # the stored config keeps the reference to the secret, never its value
+    assert from_table.model_dump(mode="json")["source"]["url"] == "postgresql://drift:${PG_PASSWORD}@db/logs"
