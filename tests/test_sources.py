@@ -230,3 +230,24 @@ monitors:
     assert from_table.reference.path == tmp_path / "reference.parquet"
     # the stored config keeps the reference to the secret, never its value
     assert from_table.model_dump(mode="json")["source"]["url"] == "postgresql://drift:${PG_PASSWORD}@db/logs"
+
+
+def test_feedback_labels_match_uuid_ids_as_read_from_the_night(tmp_path):
+    from drift.feedback import read_labels
+
+    ids = [uuid.UUID(int=i) for i in range(3)]
+    labels = pa.table(
+        {
+            "batch_date": ["2026-03-01"] * 3,
+            "row_id": pa.array([u.bytes for u in ids], pa.uuid()),
+            "label": pa.array([0, 1, 2], pa.int64()),
+        }
+    )
+    pq.write_table(labels, tmp_path / "labels.parquet")
+    folder = _night(tmp_path)
+    night = pa.Table.from_pandas(_frame(3).drop(columns="row_key"), preserve_index=False)
+    pq.write_table(night.append_column("row_key", labels.column("row_id")), folder / "part-0.parquet")
+    source = _source(str(tmp_path / "landing"))
+    rows = sources.read_rows(source, NIGHT, sources.night_files(source, NIGHT), ["a", "b", "row_key"])
+    # the adaptation step joins on the id as text: the two sides must spell a UUID alike
+    assert rows["row_key"].astype(str).tolist() == read_labels(tmp_path / "labels.parquet")["row_id"].tolist()
