@@ -121,7 +121,9 @@ class SourceSpec(_Strict):
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
         if (self.landing is None) == (self.sql is None):
-            raise ValueError("give either 'landing' (files) or 'sql' (a query), not both or neither")
+            raise ValueError(
+                "give either 'landing' (files) or 'sql' (a query), not both or neither"
+            )
         if self.sql is not None:
             if self.url is None:
                 raise ValueError("'sql' needs 'url' (a SQLAlchemy URL)")
@@ -132,9 +134,13 @@ class SourceSpec(_Strict):
         try:
             formatted = self.partition.format(date=date(2001, 2, 3))
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"partition {self.partition!r} is not a date pattern ({exc})") from None
+            raise ValueError(
+                f"partition {self.partition!r} is not a date pattern ({exc})"
+            ) from None
         if formatted == self.partition:
-            raise ValueError(f"partition {self.partition!r} must contain {{date}} or {{date:FORMAT}}")
+            raise ValueError(
+                f"partition {self.partition!r} must contain {{date}} or {{date:FORMAT}}"
+            )
         return self
 
 

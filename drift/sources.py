@@ -139,7 +139,9 @@ def _role(source: SourceSpec, column: str) -> str:
     return "input column" if column in source.input_columns else "model column"
 
 
-def _conform(record_batch: pa.RecordBatch, source: SourceSpec, where: str, offset: int) -> pa.RecordBatch:
+def _conform(
+    record_batch: pa.RecordBatch, source: SourceSpec, where: str, offset: int
+) -> pa.RecordBatch:
     """Validate one record batch and cast it to the night's schema (numbers as float64,
     UUID ids as strings), so parts written as float32 and float64 join."""
     arrays = []
@@ -148,13 +150,20 @@ def _conform(record_batch: pa.RecordBatch, source: SourceSpec, where: str, offse
         nulls = pc.is_null(column, nan_is_null=True)
         if role == "id column":
             if pc.any(nulls).as_py():
-                raise InvalidBatchError(f"{where}: id column '{name}' has nulls at row {_first(nulls) + offset}")
+                raise InvalidBatchError(
+                    f"{where}: id column '{name}' has nulls at row {_first(nulls) + offset}"
+                )
             arrays.append(_id_array(column))
             continue
         dtype = column.type
         if pa.types.is_null(dtype) and len(column):
             raise InvalidBatchError(f"{where}: {role} '{name}' has null/NaN at row {offset}")
-        if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_decimal(dtype) or pa.types.is_null(dtype)):
+        if not (
+            pa.types.is_floating(dtype)
+            or pa.types.is_integer(dtype)
+            or pa.types.is_decimal(dtype)
+            or pa.types.is_null(dtype)
+        ):
             raise InvalidBatchError(f"{where}: {role} '{name}' has type {dtype}, expected a number")
         if pa.types.is_integer(dtype) and len(column):
             too_big = pc.greater(pc.abs(pc.cast(column, pa.float64(), safe=False)), EXACT_INT)
@@ -171,7 +180,9 @@ def _conform(record_batch: pa.RecordBatch, source: SourceSpec, where: str, offse
             value = values[row].as_py()
             what = "null/NaN" if value is None or value != value else f"{value:g}"
             beyond = "" if what == "null/NaN" or abs(value) == float("inf") else " (beyond float32)"
-            raise InvalidBatchError(f"{where}: {role} '{name}' has {what} at row {row + offset}{beyond}")
+            raise InvalidBatchError(
+                f"{where}: {role} '{name}' has {what} at row {row + offset}{beyond}"
+            )
         arrays.append(values)
     return pa.RecordBatch.from_arrays(arrays, names=record_batch.schema.names)
 
@@ -189,7 +200,12 @@ def _id_array(column: pa.Array) -> pa.Array:
 
 
 def _night_batches(
-    source: SourceSpec, batch_date: date, files: list[str], columns: list[str], start: int = 0, stop: int | None = None
+    source: SourceSpec,
+    batch_date: date,
+    files: list[str],
+    columns: list[str],
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """``(file or query, record batch)`` in the night's row order, from row ``start`` on."""
     if source.sql is not None:
@@ -224,7 +240,9 @@ def inspect_batch(source: SourceSpec, batch_date: date, columns: list[str]) -> B
         n_rows += record_batch.num_rows
     if n_rows == 0:
         what = "the query returned 0 rows" if source.sql else "the batch is empty (0 rows)"
-        raise InvalidBatchError(f"{source.sql and 'query' or night_location(source, batch_date)}: {what}")
+        raise InvalidBatchError(
+            f"{source.sql and 'query' or night_location(source, batch_date)}: {what}"
+        )
     warnings = []
     n_duplicates = 0
     if ids:
@@ -283,7 +301,9 @@ def read_reference(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
         with fs.open(inner, "rb") as handle:
             frame = pd.read_parquet(handle, columns=columns)
     except (pa.ArrowException, OSError) as exc:
-        raise InvalidBatchError(f"{Path(str(path)).name}: not a readable parquet file ({one_line(exc)})") from None
+        raise InvalidBatchError(
+            f"{Path(str(path)).name}: not a readable parquet file ({one_line(exc)})"
+        ) from None
     if frame.empty:
         raise InvalidBatchError(f"{path}: the reference is empty")
     return frame

@@ -40,7 +40,11 @@ def expand_url(url: str) -> str:
 
 
 def stream(
-    source: SourceSpec, batch_date: date, columns: list[str], start: int = 0, stop: int | None = None
+    source: SourceSpec,
+    batch_date: date,
+    columns: list[str],
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``columns`` for rows ``[start, stop)`` of the night's ordered query."""
     url = expand_url(source.url)
@@ -59,9 +63,9 @@ def stream(
         params["first_row"] = start
     try:
         with engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(
-                text(query), params
-            )
+            result = connection.execution_options(
+                stream_results=True, yield_per=CHUNK_ROWS
+            ).execute(text(query), params)
             names = list(result.keys())
             missing = [c for c in columns if c not in names]
             if missing:

@@ -85,7 +85,9 @@ def test_ids_of_any_type_are_kept(tmp_path, kind):
         "integer": pa.array([10, 11, 12, 13], pa.int64()),
         "uuid": pa.array([uuid.UUID(int=i).bytes for i in range(4)], pa.uuid()),
     }[kind]
-    table = pa.Table.from_pandas(frame.drop(columns="row_key"), preserve_index=False).append_column("row_key", ids)
+    table = pa.Table.from_pandas(frame.drop(columns="row_key"), preserve_index=False).append_column(
+        "row_key", ids
+    )
     pq.write_table(table, folder / "part-0.parquet")
     source = _source(str(tmp_path / "landing"))
     info = sources.inspect_batch(source, NIGHT, ["a", "b", "row_key"])
@@ -186,10 +188,16 @@ def test_secrets_never_reach_the_message(monkeypatch):
     ("keys", "message"),
     [
         ({}, "either 'landing'"),
-        ({"landing": "l", "sql": "SELECT 1 WHERE d = :batch_date", "url": "sqlite://"}, "either 'landing'"),
+        (
+            {"landing": "l", "sql": "SELECT 1 WHERE d = :batch_date", "url": "sqlite://"},
+            "either 'landing'",
+        ),
         ({"sql": "SELECT * FROM t WHERE d = :batch_date", "id_column": "k"}, "'sql' needs 'url'"),
         ({"sql": "SELECT * FROM t", "url": "sqlite://", "id_column": "k"}, ":batch_date"),
-        ({"sql": "SELECT * FROM t WHERE d = :batch_date", "url": "sqlite://"}, "'order_by' or 'id_column'"),
+        (
+            {"sql": "SELECT * FROM t WHERE d = :batch_date", "url": "sqlite://"},
+            "'order_by' or 'id_column'",
+        ),
         ({"landing": "l", "partition": "static"}, "must contain {date}"),
         ({"landing": "l", "partition": "{day}"}, "not a date pattern"),
     ],
@@ -229,7 +237,10 @@ monitors:
     assert sources.night_location(from_s3.source, NIGHT) == "s3://prod-logs/fraud/2026/03/01"
     assert from_table.reference.path == tmp_path / "reference.parquet"
     # the stored config keeps the reference to the secret, never its value
-    assert from_table.model_dump(mode="json")["source"]["url"] == "postgresql://drift:${PG_PASSWORD}@db/logs"
+    assert (
+        from_table.model_dump(mode="json")["source"]["url"]
+        == "postgresql://drift:${PG_PASSWORD}@db/logs"
+    )
 
 
 def test_feedback_labels_match_uuid_ids_as_read_from_the_night(tmp_path):
@@ -246,8 +257,15 @@ def test_feedback_labels_match_uuid_ids_as_read_from_the_night(tmp_path):
     pq.write_table(labels, tmp_path / "labels.parquet")
     folder = _night(tmp_path)
     night = pa.Table.from_pandas(_frame(3).drop(columns="row_key"), preserve_index=False)
-    pq.write_table(night.append_column("row_key", labels.column("row_id")), folder / "part-0.parquet")
+    pq.write_table(
+        night.append_column("row_key", labels.column("row_id")), folder / "part-0.parquet"
+    )
     source = _source(str(tmp_path / "landing"))
-    rows = sources.read_rows(source, NIGHT, sources.night_files(source, NIGHT), ["a", "b", "row_key"])
+    rows = sources.read_rows(
+        source, NIGHT, sources.night_files(source, NIGHT), ["a", "b", "row_key"]
+    )
     # the adaptation step joins on the id as text: the two sides must spell a UUID alike
-    assert rows["row_key"].astype(str).tolist() == read_labels(tmp_path / "labels.parquet")["row_id"].tolist()
+    assert (
+        rows["row_key"].astype(str).tolist()
+        == read_labels(tmp_path / "labels.parquet")["row_id"].tolist()
+    )

@@ -80,7 +80,9 @@ def _split_night(demo_world: Path, night: date, parts: int = 3) -> list[pd.DataF
 
 def _row_scores(settings, monitor, night) -> pd.DataFrame:
     folder = pipeline.scores_dir(settings, monitor, night)
-    return pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("shard-*.parquet"))], ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted(folder.glob("shard-*.parquet"))], ignore_index=True
+    )
 
 
 def _config(tmp_path: Path, demo_world: Path, name: str, **source) -> Path:
@@ -106,7 +108,10 @@ def test_a_night_in_a_bucket_runs_like_the_same_files_on_disk(
     fs.mkdir(BUCKET)
     for i, part in enumerate(parts):
         part.to_parquet(local / f"part-{i}.parquet")
-        fs.pipe(f"{BUCKET}/digits/ds={NIGHT}/part-{i}.parquet", (local / f"part-{i}.parquet").read_bytes())
+        fs.pipe(
+            f"{BUCKET}/digits/ds={NIGHT}/part-{i}.parquet",
+            (local / f"part-{i}.parquet").read_bytes(),
+        )
 
     settings = drift_env(sqlite_url)
     env = {
@@ -121,7 +126,11 @@ def test_a_night_in_a_bucket_runs_like_the_same_files_on_disk(
 
     def run(config: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*drift, *args], env={**env, "DRIFT_CONFIG": str(config)}, capture_output=True, text=True, timeout=600
+            [*drift, *args],
+            env={**env, "DRIFT_CONFIG": str(config)},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
 
     assert run(on_disk, "fit").returncode == 0
@@ -163,7 +172,9 @@ def test_an_unreachable_bucket_fails_in_one_line(s3_env, monkeypatch):
 
     fsspec.filesystem("s3").clear_instance_cache()
     source = SourceSpec(landing=f"s3://{BUCKET}/digits", input_columns=["px_00"])
-    with pytest.raises(InvalidBatchError, match=f"s3://{BUCKET}/digits/ds={NIGHT}: cannot list") as error:
+    with pytest.raises(
+        InvalidBatchError, match=f"s3://{BUCKET}/digits/ds={NIGHT}: cannot list"
+    ) as error:
         sources.inspect_batch(source, NIGHT, ["px_00"])
     assert "\n" not in str(error.value) and "driftwatch-test-secret" not in str(error.value)
 
@@ -194,8 +205,10 @@ def prediction_log(postgres_url, demo_world, monkeypatch) -> str:
         frame = pd.read_parquet(demo_world / "demo" / "landing" / f"ds={night}" / "part-0.parquet")
         frames.append(frame.assign(logged_on=night))
     with engine.begin() as connection:
-        pd.concat(frames).iloc[::-1].to_sql("prediction_log", connection, index=False)  # stored out of order
-        connection.execute(text('ALTER TABLE prediction_log ADD COLUMN note text DEFAULT \'x\''))
+        pd.concat(frames).iloc[::-1].to_sql(
+            "prediction_log", connection, index=False
+        )  # stored out of order
+        connection.execute(text("ALTER TABLE prediction_log ADD COLUMN note text DEFAULT 'x'"))
     engine.dispose()
     monkeypatch.setenv("PREDLOG_URL", postgres_url)
     return "SELECT * FROM prediction_log WHERE logged_on = :batch_date"
@@ -228,8 +241,16 @@ def test_the_same_night_from_a_table_and_from_parquet_scores_the_same(
 @pytest.mark.parametrize(
     ("query", "night", "message"),
     [
-        ("SELECT * FROM prediction_log WHERE logged_on = :batch_date", date(2026, 1, 1), "the query returned 0 rows"),
-        ("SELECT row_id, px_00 FROM prediction_log WHERE logged_on = :batch_date", NIGHT, "no column 'px_01'"),
+        (
+            "SELECT * FROM prediction_log WHERE logged_on = :batch_date",
+            date(2026, 1, 1),
+            "the query returned 0 rows",
+        ),
+        (
+            "SELECT row_id, px_00 FROM prediction_log WHERE logged_on = :batch_date",
+            NIGHT,
+            "no column 'px_01'",
+        ),
         (
             "SELECT row_id, note AS px_00, px_01 FROM prediction_log WHERE logged_on = :batch_date",
             NIGHT,
@@ -245,7 +266,9 @@ def test_the_same_night_from_a_table_and_from_parquet_scores_the_same(
     ],
 )
 def test_bad_queries_fail_in_one_line(prediction_log, query, night, message):
-    source = SourceSpec(sql=query, url="${PREDLOG_URL}", id_column="row_id", input_columns=["px_00", "px_01"])
+    source = SourceSpec(
+        sql=query, url="${PREDLOG_URL}", id_column="row_id", input_columns=["px_00", "px_01"]
+    )
     with pytest.raises(InvalidBatchError, match=message) as error:
         sources.inspect_batch(source, night, ["px_00", "px_01", "row_id"])
     assert "\n" not in str(error.value)
