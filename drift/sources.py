@@ -129,7 +129,7 @@ def _file_batches(
         if "include_columns" in str(exc):
             raise InvalidBatchError(f"{name}: missing column ({one_line(exc)})") from None
         raise InvalidBatchError(f"{name}: not a readable {fmt} file ({one_line(exc)})") from None
-    except (OSError, pa.ArrowException) as exc:
+    except Exception as exc:  # denied, unreachable, dropped connection: the source's fault
         raise InvalidBatchError(f"{name}: cannot read ({one_line(exc)})") from None
 
 

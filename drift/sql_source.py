@@ -48,9 +48,14 @@ def stream(
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``columns`` for rows ``[start, stop)`` of the night's ordered query."""
     url = expand_url(source.url)
-    password = make_url(url).password or ""
+    try:
+        engine = create_engine(url)
+    except SQLAlchemyError as exc:  # never echo the URL: it holds the password
+        raise InvalidBatchError(
+            f"source.url: not a usable database URL ({type(exc).__name__})"
+        ) from None
+    password = engine.url.password or ""
     secrets = (password,) if password else ()
-    engine = create_engine(url)
     quote = engine.dialect.identifier_preparer.quote
     key = source.order_by or source.id_column
     query = f"SELECT * FROM ({source.sql.strip().rstrip(';')}) AS night ORDER BY {quote(key)}"

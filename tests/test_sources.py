@@ -269,3 +269,15 @@ def test_feedback_labels_match_uuid_ids_as_read_from_the_night(tmp_path):
         rows["row_key"].astype(str).tolist()
         == read_labels(tmp_path / "labels.parquet")["row_id"].tolist()
     )
+
+
+def test_a_malformed_database_url_fails_without_echoing_it():
+    source = SourceSpec(
+        sql="SELECT * FROM t WHERE d = :batch_date",
+        url="nosuchdb+driver://u:hunter2@h/db",
+        id_column="k",
+        input_columns=["a"],
+    )
+    with pytest.raises(InvalidBatchError, match="source.url: not a usable database URL") as error:
+        sources.inspect_batch(source, NIGHT, ["a", "k"])
+    assert "hunter2" not in str(error.value)

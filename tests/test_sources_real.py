@@ -214,6 +214,7 @@ def prediction_log(postgres_url, demo_world, monkeypatch) -> str:
     return "SELECT * FROM prediction_log WHERE logged_on = :batch_date"
 
 
+@pytest.mark.postgres
 def test_the_same_night_from_a_table_and_from_parquet_scores_the_same(
     prediction_log, demo_monitor, drift_env, sqlite_url
 ):
@@ -238,6 +239,7 @@ def test_the_same_night_from_a_table_and_from_parquet_scores_the_same(
         assert "postgresql" not in str(session.scalars(select(Batch)).one().source)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("query", "night", "message"),
     [
