@@ -52,7 +52,11 @@ def is_url(location: str | os.PathLike) -> bool:
 
 
 def one_line(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """The first line of an error, with every known secret blanked out."""
+    """The first line of an error, with every known secret blanked out.
+
+    >>> one_line(OSError("login failed for password hunter2"), ("hunter2",))
+    'login failed for password ***'
+    """
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for secret in (*secrets, *(os.environ.get(name, "") for name in SECRET_ENV)):
         if secret:
@@ -61,7 +65,13 @@ def one_line(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
 
 
 def night_location(source: SourceSpec, batch_date: date) -> str:
-    """``<landing>/<partition>`` for the night, e.g. ``s3://logs/fraud/ds=2024-03-01``."""
+    """``<landing>/<partition>`` for the night.
+
+    >>> from drift.config import SourceSpec
+    >>> spec = SourceSpec(landing="s3://logs/fraud", partition="{date:%Y/%m/%d}", input_columns=["a"])
+    >>> night_location(spec, date(2026, 3, 1))
+    's3://logs/fraud/2026/03/01'
+    """
     return f"{str(source.landing).rstrip('/')}/{source.partition.format(date=batch_date)}"
 
 
