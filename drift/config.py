@@ -108,21 +108,62 @@ class ModelSpec(_Strict):
 
 
 class SourceSpec(_Strict):
-    """Where the nightly batches land: ``<landing>/ds=YYYY-MM-DD/*.parquet``."""
+    """Where the nightly rows come from: files under ``landing`` or a ``sql`` query.
 
-    landing: Path
+    ``landing`` is a local folder or a URL that fsspec reads (``s3://``,
+    ``gs://``, ``abfs://``, ``file://``; credentials and settings such as
+    ``AWS_ENDPOINT_URL`` come from the environment); the night is every
+    ``format`` file under ``<landing>/<partition>``, where ``partition`` formats
+    the date (``ds={date}``, ``{date:%Y/%m/%d}``). ``sql`` takes ``:batch_date``
+    and runs on ``url`` (a SQLAlchemy URL, ``${VAR}`` expanded at connect time),
+    its rows ordered by ``order_by`` (default: ``id_column``), a unique key.
+    """
+
+    landing: Path | str | None = None
+    format: Literal["parquet", "csv"] = "parquet"
+    partition: str = "ds={date}"
+    sql: str | None = None
+    url: str | None = None
+    order_by: str | None = None
     input_columns: list[str] = Field(min_length=1)
+    #: string, integer or UUID; kept with the per-row scores and matched with feedback labels
     id_column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_source(self) -> SourceSpec:
+        if (self.landing is None) == (self.sql is None):
+            raise ValueError(
+                "give either 'landing' (files) or 'sql' (a query), not both or neither"
+            )
+        if self.sql is not None:
+            if self.url is None:
+                raise ValueError("'sql' needs 'url' (a SQLAlchemy URL)")
+            if ":batch_date" not in self.sql:
+                raise ValueError("'sql' must take the night as :batch_date")
+            if (self.order_by or self.id_column) is None:
+                raise ValueError("'sql' needs 'order_by' or 'id_column' (a unique key to shard on)")
+        try:
+            formatted = self.partition.format(date=date(2001, 2, 3))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"partition {self.partition!r} is not a date pattern ({exc})"
+            ) from None
+        if formatted == self.partition:
+            raise ValueError(
+                f"partition {self.partition!r} must contain {{date}} or {{date:FORMAT}}"
+            )
+        return self
 
 
 class ReferenceSpec(_Strict):
     """The in-distribution reference: a parquet file with the input columns
     (and a label column for class-conditional detectors)."""
 
-    path: Path
+    #: a local path or an fsspec URL (``s3://bucket/reference.parquet``)
+    path: Path | str
     label_column: str | None = None
     #: rows for thresholds only, in no detector bank; best: rows the model never trained on
-    calibration_path: Path | None = None
+    calibration_path: Path | str | None = None
     #: without calibration_path: share of reference rows held out of every bank for calibration
     calibration_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
     seed: int = 0
@@ -257,9 +298,11 @@ def _describe(error: ValidationError) -> str:
 
 
 def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
-    def resolve(path: Path | None) -> Path | None:
+    def resolve(path: Path | str | None) -> Path | str | None:
         if path is None:
             return None
+        if "://" in str(path):  # a URL, read through fsspec
+            return os.path.expandvars(str(path))
         path = Path(os.path.expandvars(str(path)))
         return path if path.is_absolute() else base / path
 

@@ -230,12 +230,14 @@ def discover(settings: Settings, monitor: MonitorConfig, batch_date: date) -> di
     """
     monitor_id, version_id, _ = _active_fitted(settings, monitor)
     try:
-        info = sources.inspect_batch(monitor.source.landing, batch_date, _required_columns(monitor))
+        info = sources.inspect_batch(monitor.source, batch_date, _required_columns(monitor))
     except InvalidBatchError as exc:
         record_failure(settings, monitor, batch_date, f"invalid batch: {exc}")
         raise BatchFailedError(f"{monitor.name} {batch_date}: invalid batch: {exc}") from exc
     with session_scope(settings.db_url) as session:
-        batch = repo.start_batch(session, monitor_id, batch_date, {"files": info.files})
+        batch = repo.start_batch(
+            session, monitor_id, batch_date, {"files": info.files, "warnings": info.warnings}
+        )
         batch.n_rows = info.n_rows
         batch.model_version_id = version_id
     shards = sources.plan_shards(info.n_rows, monitor.shard_rows)
@@ -255,7 +257,12 @@ def score_shard(
     """Embed and score one shard; per-row scores go to the artifact store, a summary comes back."""
     _, _, fitted = _active_fitted(settings, monitor)
     frame = sources.read_rows(
-        plan["files"], _required_columns(monitor), shard["start"], shard["stop"]
+        monitor.source,
+        date.fromisoformat(plan["batch_date"]),
+        plan["files"],
+        _required_columns(monitor),
+        shard["start"],
+        shard["stop"],
     )
     batch = Embedder(fitted.model_spec(monitor.model), monitor.source.input_columns).embed_frame(
         frame
@@ -663,7 +670,7 @@ def collect_adaptation_data(
     columns = [*monitor.source.input_columns, *([id_column] if id_column else [])]
     frames = []
     for night, files in sorted(nights.items()):
-        frame = sources.read_rows(files, columns)
+        frame = sources.read_rows(monitor.source, night, files, columns)
         frame["batch_date"] = night
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)

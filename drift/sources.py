@@ -1,76 +1,266 @@
-"""Reading production batches and the reference.
+"""Reading production batches and the reference, from files or a table.
 
-A night's batch is every parquet file under ``<landing>/ds=YYYY-MM-DD/``.
-:func:`inspect_batch` validates it before any work is planned: missing
-columns, non-numeric columns, nulls/NaN/inf and empty batches raise
-:class:`~drift.batch.InvalidBatchError` naming the column (and file).
-Shards are row ranges; :func:`read_rows` streams record batches so that a
-shard task holds only its own rows in memory.
+A night's batch is either every file under the night's partition of
+``source.landing`` (a local folder or any fsspec URL: ``s3://``, ``gs://``,
+``abfs://``, ``file://``; parquet or CSV), or the rows that ``source.sql``
+returns for ``:batch_date`` (see :mod:`drift.sql_source`). Both are read as a
+stream of record batches, so nothing holds the night twice.
+:func:`inspect_batch` validates the night before any work is planned: a
+missing, unreadable or non-numeric input column, nulls/NaN/inf, values beyond
+float32 and an empty night raise :class:`~drift.batch.InvalidBatchError` in one
+line naming the file (or query), the column's role and the row. Shards are row
+ranges; :func:`read_rows` reads only what a shard needs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from drift.batch import InvalidBatchError
 
+if TYPE_CHECKING:
+    from drift.config import SourceSpec
 
-def batch_folder(landing: Path, batch_date: date) -> Path:
-    return Path(landing) / f"ds={batch_date.isoformat()}"
+log = logging.getLogger(__name__)
+
+#: rows per record batch read from a file or fetched from a cursor
+CHUNK_ROWS = 65_536
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: integers beyond this lose digits as floats (9.2e18 and 9.2e18 + 1 look the same to a model)
+EXACT_INT = 2**53
+#: environment variables whose values never appear in a message
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY")
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def one_line(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """The first line of an error, with every known secret blanked out.
+
+    >>> one_line(OSError("login failed for password hunter2"), ("hunter2",))
+    'login failed for password ***'
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for secret in (*secrets, *(os.environ.get(name, "") for name in SECRET_ENV)):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def night_location(source: SourceSpec, batch_date: date) -> str:
+    """``<landing>/<partition>`` for the night.
+
+    >>> from drift.config import SourceSpec
+    >>> spec = SourceSpec(landing="s3://logs/fraud", partition="{date:%Y/%m/%d}", input_columns=["a"])
+    >>> night_location(spec, date(2026, 3, 1))
+    's3://logs/fraud/2026/03/01'
+    """
+    return f"{str(source.landing).rstrip('/')}/{source.partition.format(date=batch_date)}"
+
+
+def _filesystem(location: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    try:
+        return fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as exc:
+        raise InvalidBatchError(f"{location}: cannot open ({one_line(exc)})") from None
+
+
+def night_files(source: SourceSpec, batch_date: date) -> list[str]:
+    """Every ``.parquet``/``.csv`` file under the night's partition, sorted, as URLs or paths."""
+    location = night_location(source, batch_date)
+    fs, root = _filesystem(location)
+    suffix = f".{source.format}"
+    try:
+        found = fs.find(root, withdirs=True, detail=True)
+    except FileNotFoundError:
+        found = {}
+    except Exception as exc:  # unreachable host, denied credentials: the source's fault
+        raise InvalidBatchError(f"{location}: cannot list ({one_line(exc)})") from None
+    files = []
+    for path, info in sorted(found.items()):
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(("_", ".")) or not name.endswith(suffix):
+            continue
+        if info.get("type") == "directory":
+            raise InvalidBatchError(f"{name}: is a directory, not a {source.format} file")
+        files.append(path if not is_url(location) else fs.unstrip_protocol(path))
+    if not files:
+        raise InvalidBatchError(f"no {source.format} files in {location}")
+    return files
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+def _file_batches(
+    file: str, fmt: str, columns: list[str], numeric: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """The file's record batches (only ``columns``); unreadable files fail in one line."""
+    name = file.rsplit("/", 1)[-1]
+    fs, path = _filesystem(file)
+    try:
+        with fs.open(path, "rb") as handle:
+            if fmt == "csv":
+                reader = pa_csv.open_csv(
+                    handle,
+                    read_options=pa_csv.ReadOptions(block_size=1 << 22),
+                    convert_options=pa_csv.ConvertOptions(
+                        include_columns=columns,
+                        column_types={c: pa.float64() for c in numeric},
+                    ),
+                )
+                yield from reader
+                return
+            parquet = pq.ParquetFile(handle)
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise InvalidBatchError(f"{name}: missing column '{missing[0]}'")
+            yield from parquet.iter_batches(columns=columns, batch_size=CHUNK_ROWS)
+    except InvalidBatchError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        if "include_columns" in str(exc):
+            raise InvalidBatchError(f"{name}: missing column ({one_line(exc)})") from None
+        raise InvalidBatchError(f"{name}: not a readable {fmt} file ({one_line(exc)})") from None
+    except Exception as exc:  # denied, unreachable, dropped connection: the source's fault
+        raise InvalidBatchError(f"{name}: cannot read ({one_line(exc)})") from None
+
+
+def _role(source: SourceSpec, column: str) -> str:
+    if column == source.id_column:
+        return "id column"
+    return "input column" if column in source.input_columns else "model column"
+
+
+def _conform(
+    record_batch: pa.RecordBatch, source: SourceSpec, where: str, offset: int
+) -> pa.RecordBatch:
+    """Validate one record batch and cast it to the night's schema (numbers as float64,
+    UUID ids as strings), so parts written as float32 and float64 join."""
+    arrays = []
+    for name, column in zip(record_batch.schema.names, record_batch.columns, strict=True):
+        role = _role(source, name)
+        nulls = pc.is_null(column, nan_is_null=True)
+        if role == "id column":
+            if pc.any(nulls).as_py():
+                raise InvalidBatchError(
+                    f"{where}: id column '{name}' has nulls at row {_first(nulls) + offset}"
+                )
+            arrays.append(_id_array(column))
+            continue
+        dtype = column.type
+        if pa.types.is_null(dtype) and len(column):
+            raise InvalidBatchError(f"{where}: {role} '{name}' has null/NaN at row {offset}")
+        if not (
+            pa.types.is_floating(dtype)
+            or pa.types.is_integer(dtype)
+            or pa.types.is_decimal(dtype)
+            or pa.types.is_null(dtype)
+        ):
+            raise InvalidBatchError(f"{where}: {role} '{name}' has type {dtype}, expected a number")
+        if pa.types.is_integer(dtype) and len(column):
+            too_big = pc.greater(pc.abs(pc.cast(column, pa.float64(), safe=False)), EXACT_INT)
+            if pc.any(too_big).as_py():
+                row = _first(too_big)
+                raise InvalidBatchError(
+                    f"{where}: {role} '{name}' has {column[row].as_py()} at row {row + offset}, "
+                    "an integer too large to use as a number (above 2^53)"
+                )
+        values = pc.cast(column, pa.float64())
+        bad = pc.or_kleene(nulls, pc.greater(pc.abs(values), FLOAT32_MAX))  # inf included
+        if pc.any(bad).as_py():
+            row = _first(bad)
+            value = values[row].as_py()
+            what = "null/NaN" if value is None or value != value else f"{value:g}"
+            beyond = "" if what == "null/NaN" or abs(value) == float("inf") else " (beyond float32)"
+            raise InvalidBatchError(
+                f"{where}: {role} '{name}' has {what} at row {row + offset}{beyond}"
+            )
+        arrays.append(values)
+    return pa.RecordBatch.from_arrays(arrays, names=record_batch.schema.names)
+
+
+def _first(mask: pa.Array) -> int:
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
+def _id_array(column: pa.Array) -> pa.Array:
+    """Ids as they are (string, integer); UUIDs (16-byte binary) as canonical strings."""
+    if isinstance(column.type, pa.BaseExtensionType) or pa.types.is_fixed_size_binary(column.type):
+        storage = column.storage if isinstance(column.type, pa.BaseExtensionType) else column
+        return pa.array([str(uuid.UUID(bytes=b)) for b in storage.to_pylist()], pa.string())
+    return column
+
+
+def _night_batches(
+    source: SourceSpec,
+    batch_date: date,
+    files: list[str],
+    columns: list[str],
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``(file or query, record batch)`` in the night's row order, from row ``start`` on."""
+    if source.sql is not None:
+        from drift import sql_source
+
+        for record_batch in sql_source.stream(source, batch_date, columns, start, stop):
+            yield "query", record_batch
+        return
+    numeric = [c for c in columns if c != source.id_column]
+    for file in files:
+        for record_batch in _file_batches(file, source.format, columns, numeric):
+            yield file.rsplit("/", 1)[-1], record_batch
 
 
 @dataclass(frozen=True)
 class BatchInfo:
     files: list[str]
     n_rows: int
+    #: rows whose id another row of the night already has (a warning, not a failure)
+    n_duplicate_ids: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
-def inspect_batch(landing: Path, batch_date: date, columns: list[str]) -> BatchInfo:
-    """Find and validate the night's files; raises InvalidBatchError on any problem."""
-    folder = batch_folder(landing, batch_date)
-    files = sorted(str(p) for p in folder.glob("*.parquet"))
-    if not files:
-        raise InvalidBatchError(f"no parquet files in {folder}")
-    n_rows = 0
-    for file in files:
-        parquet = pq.ParquetFile(file)
-        schema = parquet.schema_arrow
-        for column in columns:
-            if column not in schema.names:
-                raise InvalidBatchError(f"{Path(file).name}: missing column '{column}'")
-            dtype = schema.field(column).type
-            if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)):
-                raise InvalidBatchError(
-                    f"{Path(file).name}: column '{column}' has type {dtype}, expected a number"
-                )
-        offset = n_rows
-        for record_batch in parquet.iter_batches(columns=columns, batch_size=65_536):
-            _check_finite(record_batch, Path(file).name, offset)
-            offset += record_batch.num_rows
-        n_rows = offset
+def inspect_batch(source: SourceSpec, batch_date: date, columns: list[str]) -> BatchInfo:
+    """Find and validate the night's rows; raises InvalidBatchError on any problem."""
+    files = [] if source.sql is not None else night_files(source, batch_date)
+    n_rows, ids = 0, []
+    for where, record_batch in _night_batches(source, batch_date, files, columns):
+        conformed = _conform(record_batch, source, where, n_rows)
+        if source.id_column:
+            ids.append(conformed.column(source.id_column))
+        n_rows += record_batch.num_rows
     if n_rows == 0:
-        raise InvalidBatchError(f"{folder}: the batch is empty (0 rows)")
-    return BatchInfo(files=files, n_rows=n_rows)
-
-
-def _check_finite(record_batch: pa.RecordBatch, file_name: str, row_offset: int) -> None:
-    for name, column in zip(record_batch.schema.names, record_batch.columns, strict=True):
-        bad = pc.is_null(column, nan_is_null=True)
-        if pa.types.is_floating(column.type):
-            bad = pc.or_kleene(bad, pc.is_inf(column))  # is_inf(null) is null: Kleene keeps True
-        if pc.any(bad).as_py():
-            row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0]) + row_offset
-            value = column[row - row_offset].as_py()
-            value = "null/NaN" if value is None else value
-            raise InvalidBatchError(f"{file_name}: column '{name}' has {value} at row {row}")
+        what = "the query returned 0 rows" if source.sql else "the batch is empty (0 rows)"
+        raise InvalidBatchError(
+            f"{source.sql and 'query' or night_location(source, batch_date)}: {what}"
+        )
+    warnings = []
+    n_duplicates = 0
+    if ids:
+        n_duplicates = n_rows - pc.count_distinct(pa.chunked_array(ids)).as_py()
+        if n_duplicates:
+            warnings.append(f"id column '{source.id_column}' has {n_duplicates} duplicate ids")
+            log.warning("%s: %s", batch_date, warnings[-1])
+    return BatchInfo(files=files, n_rows=n_rows, n_duplicate_ids=n_duplicates, warnings=warnings)
 
 
 def plan_shards(n_rows: int, shard_rows: int) -> list[dict[str, int]]:
@@ -81,33 +271,49 @@ def plan_shards(n_rows: int, shard_rows: int) -> list[dict[str, int]]:
     ]
 
 
-def read_rows(files: list[str], columns: list[str], start: int = 0, stop: int | None = None) -> pd.DataFrame:
-    """Rows ``[start, stop)`` of the concatenated files, reading only what overlaps."""
+def read_rows(
+    source: SourceSpec,
+    batch_date: date,
+    files: list[str],
+    columns: list[str],
+    start: int = 0,
+    stop: int | None = None,
+) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of the night, validated, reading only what overlaps."""
     pieces, offset = [], 0
-    for file in files:
-        for record_batch in pq.ParquetFile(file).iter_batches(columns=columns, batch_size=65_536):
-            lo, hi = offset, offset + record_batch.num_rows
-            offset = hi
-            if stop is not None and lo >= stop:
-                break
-            if hi <= start:
-                continue
-            begin = max(start - lo, 0)
-            end = record_batch.num_rows if stop is None else min(stop - lo, record_batch.num_rows)
-            pieces.append(record_batch.slice(begin, end - begin))
+    if source.sql is not None:  # the query itself skips to ``start``
+        offset = start
+    for where, record_batch in _night_batches(source, batch_date, files, columns, start, stop):
+        lo, hi = offset, offset + record_batch.num_rows
+        offset = hi
+        if stop is not None and lo >= stop:
+            break
+        if hi <= start:
+            continue
+        begin = max(start - lo, 0)
+        end = record_batch.num_rows if stop is None else min(stop - lo, record_batch.num_rows)
+        pieces.append(_conform(record_batch.slice(begin, end - begin), source, where, lo + begin))
     if not pieces:
         return pd.DataFrame(columns=columns)
     return pa.Table.from_batches(pieces).to_pandas()
 
 
-def read_reference(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not Path(path).is_file():
+def read_reference(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
+    """A parquet file (local or any fsspec URL) with ``columns``."""
+    fs, inner = _filesystem(str(path))
+    try:
+        exists = fs.isfile(inner)
+    except Exception as exc:
+        raise InvalidBatchError(f"{path}: cannot read ({one_line(exc)})") from None
+    if not exists:
         raise FileNotFoundError(f"reference file not found: {path}")
     try:
-        frame = pd.read_parquet(path, columns=columns)
-    except (pa.ArrowInvalid, OSError) as exc:  # a CSV or a truncated file under a .parquet name
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidBatchError(f"{path}: not a readable parquet file ({reason})") from None
+        with fs.open(inner, "rb") as handle:
+            frame = pd.read_parquet(handle, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidBatchError(
+            f"{Path(str(path)).name}: not a readable parquet file ({one_line(exc)})"
+        ) from None
     if frame.empty:
         raise InvalidBatchError(f"{path}: the reference is empty")
     return frame
