@@ -113,9 +113,7 @@ def _retype_by_feedback(
     return shift_type
 
 
-def collect_adaptation_data(
-    settings: Settings, monitor: MonitorConfig, event_id: int
-) -> Collected:
+def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id: int) -> Collected:
     """The event's nightly rows joined with their feedback labels; moves the event to `adapting`."""
     from sqlalchemy import select
 
@@ -334,7 +332,9 @@ def promote_candidate(
     event_id = validation["event_id"]
     with session_scope(settings.db_url) as session:
         monitor_id = repo.get_monitor_row(session, monitor.name).id
-        if validation["status"] != StepStatus.CANDIDATE:  # skipped: the shift stays confirmed for a human
+        if (
+            validation["status"] != StepStatus.CANDIDATE
+        ):  # skipped: the shift stays confirmed for a human
             if session.get(DriftEvent, event_id).status == EventStatus.ADAPTING:
                 events.set_event_status(session, event_id, EventStatus.CONFIRMED)
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
@@ -358,9 +358,7 @@ def promote_candidate(
     }
 
 
-def adapt_for_event(
-    settings: Settings, monitor: MonitorConfig, event_id: int
-) -> AdaptationOutcome:
+def adapt_for_event(settings: Settings, monitor: MonitorConfig, event_id: int) -> AdaptationOutcome:
     """collect -> adapt -> validate -> promote in-process: what the drift_adapt DAG runs task by task."""
     collected = collect_adaptation_data(settings, monitor, event_id)
     candidate = adapt(settings, monitor, collected)

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from drift import sources
+from drift import gate, sources, stats
 from drift.atomic import write_file
 from drift.batch import InvalidBatchError
 from drift.config import MonitorConfig, Settings
@@ -37,9 +39,11 @@ from drift.pipeline.results import (
     ShardRange,
     ShardSummary,
 )
+from drift.stats import Scope, TestResult
 from drift.status import BatchStatus, EventStatus
 from drift.store import repo
 from drift.store.db import session_scope
+from drift.store.models import Batch, DriftTest
 from drift.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -118,9 +122,7 @@ def aggregate(
     plan: NightPlan,
     summaries: list[ShardSummary],
 ) -> NightAggregate:
-    """Merge shard results; run the per-night tests; store detector scores and tests."""
-    from drift import stats
-
+    """Merge shard results; run the registered per-night tests; store detector scores and tests."""
     batch_date = date.fromisoformat(plan["batch_date"])
     monitor_id, _, fitted = active_fitted(settings, monitor)
     indices = sorted(s["index"] for s in summaries)
@@ -141,12 +143,10 @@ def aggregate(
     for name, calibrator in fitted.calibrators.items():
         scores = rows[f"score__{name}"].to_numpy()
         n_flagged = sum(s["detectors"][name]["n_flagged"] for s in summaries)
-        tests = [
-            stats.flag_count_test(
-                n_flagged, len(scores), calibrator.m, calibrator.tpr, subject=name
-            ),
-            stats.score_distribution_test(scores, calibrator.scores_, subject=name),
-        ]
+        detector_sample = stats.DetectorSample(
+            name, scores, n_flagged, calibrator.scores_, calibrator.tpr
+        )
+        tests = [t for compute in stats.computes(Scope.DETECTOR) for t in compute(detector_sample)]
         score_rows.append(
             {
                 "detector": name,
@@ -155,7 +155,8 @@ def aggregate(
                 "ood_rate": n_flagged / len(scores),
                 "mean_score": float(scores.mean()),
                 "threshold": calibrator.threshold_,
-                "p_value": tests[0].p_value,
+                # the flag-count test's p-value: the detector's own verdict on the night
+                "p_value": next(t.p_value for t in tests if t.name == "flag_count"),
                 "details": {
                     "quantiles": np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist(),
                     "n_calibration": calibrator.m,
@@ -165,28 +166,19 @@ def aggregate(
         )
         test_rows.extend(tests)
 
-    feature_cols = [c for c in reference.columns if c.startswith("f_")]
-    test_rows.append(
-        stats.mmd_test(
-            reference[feature_cols].to_numpy(np.float32),
-            sample[feature_cols].to_numpy(np.float32),
-            subject="embedding",
-        )
+    has_predictions = "pred" in rows and "pred" in reference
+    batch_sample = stats.BatchSample(
+        reference=reference,
+        current=sample,
+        input_columns=monitor.source.input_columns,
+        embedding_columns=[c for c in reference.columns if c.startswith("f_")],
+        column_fdr=monitor.gate.column_fdr,
+        predictions=rows["pred"].to_numpy() if has_predictions else None,
+        reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
+        n_classes=fitted.manifest["n_classes"],
     )
-    test_rows.extend(
-        stats.column_drift_tests(
-            reference, sample, monitor.source.input_columns, q=monitor.gate.column_fdr
-        )
-    )
-    if "pred" in rows and "pred" in reference:
-        n_classes = fitted.manifest["n_classes"]
-        test_rows.append(
-            stats.class_mix_test(
-                np.bincount(reference["pred"], minlength=n_classes),
-                np.bincount(rows["pred"], minlength=n_classes),
-                subject="predicted_class",
-            )
-        )
+    for compute in stats.computes(Scope.BATCH, Scope.COLUMN):
+        test_rows.extend(compute(batch_sample))
 
     with session_scope(settings.db_url) as session:
         batch = repo.get_batch(session, monitor_id, batch_date)
@@ -200,33 +192,24 @@ def aggregate(
     }
 
 
-def _test_row(result: Any, monitor: MonitorConfig) -> dict[str, Any]:
+def _test_row(result: TestResult, monitor: MonitorConfig) -> dict[str, Any]:
     """A drift_tests row; ``significant`` is the test's own verdict (the gate decides on
     the whole family): per-column p-values are BH-adjusted (FDR ``column_fdr``), the
     rest are raw at the gate's ``alpha``, and both need the gate's minimum effect size."""
-    from drift.gate import is_decisive
-
-    level = monitor.gate.column_fdr if result.name.startswith("column_") else monitor.gate.alpha
     return {
         "test": result.name,
         "subject": result.subject,
         "statistic": result.statistic,
         "p_value": result.p_value,
         "effect_size": result.effect_size,
-        "significant": is_decisive(result, level, monitor.gate),
+        "significant": gate.is_decisive(result, gate.own_level(result, monitor.gate), monitor.gate),
         "details": {},
     }
 
 
-def _night_evidence(session: Any, batch: Any, batch_date: date) -> Any:
+def _night_evidence(session: Session, batch: Batch, batch_date: date) -> gate.NightEvidence:
     """The gate's input for one night, rebuilt from the stored scores and tests, so
     that `decide` can run (or re-run) on any worker."""
-    from sqlalchemy import select
-
-    from drift import gate
-    from drift.stats import TestResult
-    from drift.store.models import DriftTest
-
     tests = [
         TestResult(t.test, t.statistic, t.p_value, t.effect_size, t.subject)
         for t in session.scalars(select(DriftTest).where(DriftTest.batch_id == batch.id))
@@ -250,7 +233,7 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
 
     Returns a :class:`~drift.pipeline.results.NightDecision`.
     """
-    from drift import events, gate
+    from drift import events
 
     monitor_id, _, _ = active_fitted(settings, monitor)
     with session_scope(settings.db_url) as session:
