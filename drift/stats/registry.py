@@ -19,7 +19,7 @@ else matches on its name:
 * ``categorical`` — it compares category frequencies (the report draws bars,
   not a histogram).
 
-Adding a statistic (see docs/architecture.md for a worked example)::
+Adding a statistic (tests/test_stats_registry.py runs this example through the gate)::
 
     @register(Statistic("score_mean", Scope.DETECTOR, Family.ACT, min_effect=0.1,
                         signals=Signal.DETECTOR))
