@@ -99,9 +99,18 @@ def active_fitted(settings: Settings, monitor: MonitorConfig) -> tuple[int, int,
         return monitor_row.id, version.id, load_fitted(version.artifact_path)
 
 
+#: prefix of the embedding columns in the reference and nightly samples
+EMBEDDING_PREFIX = "f_"
+
+
 def feature_columns(batch: FeatureBatch) -> dict[str, np.ndarray]:
     """The batch's embedding as columns ``f_0 .. f_{d-1}`` (the samples' layout)."""
-    return {f"f_{i}": batch.features[:, i] for i in range(batch.features.shape[1])}
+    return {f"{EMBEDDING_PREFIX}{i}": batch.features[:, i] for i in range(batch.features.shape[1])}
+
+
+def embedding_columns(sample: pd.DataFrame) -> list[str]:
+    """The embedding columns of a sample written with :func:`feature_columns`."""
+    return [c for c in sample.columns if c.startswith(EMBEDDING_PREFIX)]
 
 
 def model_columns(monitor: MonitorConfig) -> list[str]:

@@ -27,6 +27,7 @@ from drift.embed import Embedder
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
     active_fitted,
+    embedding_columns,
     feature_columns,
     required_columns,
     scores_dir,
@@ -171,7 +172,7 @@ def aggregate(
         reference=reference,
         current=sample,
         input_columns=monitor.source.input_columns,
-        embedding_columns=[c for c in reference.columns if c.startswith("f_")],
+        embedding_columns=embedding_columns(reference),
         column_fdr=monitor.gate.column_fdr,
         predictions=rows["pred"].to_numpy() if has_predictions else None,
         reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
