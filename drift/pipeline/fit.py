@@ -76,11 +76,11 @@ def fit_monitor(
 
     with tempfile.TemporaryDirectory(dir=ensure_dir(monitor_dir(settings, monitor))) as tmp:
         staging = Path(tmp) / "version"
-        for spec in monitor.detectors:
-            detector = get_detector(spec.name, **spec.params).fit(bank)
-            detector.save(staging / "detectors" / spec.name)
+        for detector_spec in monitor.detectors:
+            detector = get_detector(detector_spec.name, **detector_spec.params).fit(bank)
+            detector.save(staging / "detectors" / detector_spec.name)
             ConformalCalibrator(tpr=monitor.tpr).fit(detector.score(calibration_batch)).save(
-                staging / "calibration" / spec.name
+                staging / "calibration" / detector_spec.name
             )
         if model_file is not None:
             shutil.copyfile(model_file, staging / "model.pt2")
@@ -108,7 +108,9 @@ def fit_monitor(
             monitor_row = repo.ensure_monitor(
                 session, monitor.name, monitor.model_dump(mode="json")
             )
-            version = repo.add_version(session, monitor_row.id, "", origin=origin, metrics=manifest)
+            version = repo.add_version(
+                session, monitor_row.id, "", origin=origin, metrics=dict(manifest)
+            )
             final = monitor_dir(settings, monitor) / "versions" / f"v{version.version}"
             if final.exists():  # left by a run whose transaction rolled back
                 shutil.rmtree(final)
