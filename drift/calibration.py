@@ -17,6 +17,19 @@ from typing import Self
 import numpy as np
 
 
+def flag_ranks(tpr: float, n_calibration: int) -> int:
+    """K = floor((1 - tpr)(m + 1)): a row is flagged when fewer than K of the ``m`` calibration
+    scores reach it, so K / (m + 1) is the expected in-distribution flag rate.
+
+    Examples
+    --------
+    >>> flag_ranks(0.95, 1999), flag_ranks(0.9, 99)
+    (100, 10)
+    """
+    # the epsilon keeps an exact product such as 0.05 * 2000 from flooring to 99
+    return math.floor((1.0 - tpr) * (n_calibration + 1) + 1e-9)
+
+
 class ConformalCalibrator:
     """Conformal p-values and the threshold at a target TPR for one detector's scores.
 
@@ -53,8 +66,8 @@ class ConformalCalibrator:
 
     @property
     def n_flag_ranks(self) -> int:
-        """K = floor((1 - tpr)(m + 1)): a row is flagged when fewer than K calibration scores reach it."""
-        return math.floor((1.0 - self.tpr) * (self.m + 1) + 1e-9)
+        """K = :func:`flag_ranks` of this calibrator's ``tpr`` and ``m``."""
+        return flag_ranks(self.tpr, self.m)
 
     @property
     def threshold_(self) -> float:

@@ -40,23 +40,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drift.jsonsafe import json_safe
 from drift.stats import (
     BinomialCusum,
+    Correction,
+    Signal,
     TestResult,
     cusum_threshold,
     expected_flag_rate,
+    find,
     flag_rate_quantile,
     round_rows,
 )
-from drift.store.types import json_safe
+from drift.stats.registry import default_act_tests, default_min_effect
+from drift.status import ShiftType, Verdict
 
 STATE_VERSION = 1
-Verdict = Literal["ok", "warn", "confirm"]
 
 
 class GateSettings(BaseModel):
@@ -88,28 +92,12 @@ class GateSettings(BaseModel):
     #: rate Beta(K, m - K + 1), not its mean: an unluckily low threshold (a stream whose
     #: ID rate sits above nominal for good) then does not keep the CUSUM near alarm
     cusum_null_quantile: float = Field(0.99, ge=0.5, lt=1.0)
-    #: minimum effect size per test name for a small p-value to count (see drift.stats)
-    min_effect: dict[str, float] = Field(
-        default_factory=lambda: {
-            "flag_count": 0.01,  # excess flag rate: one row in a hundred
-            "score_distribution": 0.05,  # one-sided KS D
-            "class_mix": 0.05,  # total variation: 5% of rows changed predicted class
-            "mmd": 0.0,
-            "mmd_linear": 0.0,
-            # per-column evidence: a near-constant column gains one unseen value and its
-            # chi-square p is 0; without a size floor every night "moves" some column
-            "column_ks": 0.1,  # Wasserstein distance in reference-std units
-            "column_chisquare": 0.05,  # total variation
-        }
-    )
-    #: test names in the act family; others (e.g. per-column tests) are evidence only
-    act_tests: tuple[str, ...] = (
-        "flag_count",
-        "score_distribution",
-        "mmd",
-        "mmd_linear",
-        "class_mix",
-    )
+    #: minimum effect size per test name for a small p-value to count; defaults to each
+    #: registered statistic's ``min_effect`` (drift.stats.registry)
+    min_effect: dict[str, float] = Field(default_factory=default_min_effect)
+    #: test names in the act family; others (e.g. per-column tests) are evidence only;
+    #: defaults to the registered statistics of family ``act``
+    act_tests: tuple[str, ...] = Field(default_factory=default_act_tests)
     #: FDR level at which a raw input column counts as moved (shift typing only)
     column_fdr: float = Field(0.1, gt=0.0, lt=1.0)
 
@@ -170,7 +158,7 @@ class GateDecision:
     verdict: Verdict
     significant: bool
     state: dict[str, Any]
-    shift_type: str | None
+    shift_type: ShiftType | None
     evidence: dict[str, Any]
     reasons: list[str]
 
@@ -190,6 +178,23 @@ def _fresh_state() -> dict[str, Any]:
 def is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
     """Small enough p-value at ``level`` *and* an effect size of at least ``min_effect``."""
     return test.p_value <= level and test.effect_size >= settings.min_effect.get(test.name, 0.0)
+
+
+def is_column_test(test: TestResult) -> bool:
+    """A per-column test: its p-value comes BH-adjusted across the night's columns."""
+    record = find(test.name)
+    return record is not None and record.correction is Correction.BH
+
+
+def own_level(test: TestResult, settings: GateSettings) -> float:
+    """The level a test is judged at on its own (its stored ``significant``): per-column
+    tests at the FDR ``column_fdr``, the rest raw at ``alpha``."""
+    return settings.column_fdr if is_column_test(test) else settings.alpha
+
+
+def _signals(test: TestResult, signal: Signal) -> bool:
+    record = find(test.name)
+    return record is not None and record.signals is signal
 
 
 #: KS distance over excess flag rate above which the bulk of the scores moved
@@ -215,7 +220,7 @@ def _bulk_moved(night: NightEvidence, surged: set[str]) -> bool:
 
 def _classify_shift(
     surged: set[str], n_detectors: int, inputs_moved: bool, mix_moved: bool, bulk_moved: bool
-) -> str | None:
+) -> ShiftType | None:
     """Heuristic shift type from which families of evidence moved.
 
     semantic: every OOD detector (two or more) surged — novel classes look
@@ -226,11 +231,11 @@ def _classify_shift(
     the class mix did not.
     """
     if n_detectors >= 2 and len(surged) == n_detectors and not (bulk_moved and not mix_moved):
-        return "semantic"
+        return ShiftType.SEMANTIC
     if mix_moved:
-        return "mixed" if surged else "prior"
+        return ShiftType.MIXED if surged else ShiftType.PRIOR
     if surged or inputs_moved:
-        return "covariate"
+        return ShiftType.COVARIATE
     return None
 
 
@@ -308,7 +313,7 @@ def decide(
     history = (state["history"] + [significant])[-settings.confirm_w :]
     persistent = sum(history) >= settings.confirm_r
     confirm = persistent or bool(cusum_alarms)
-    verdict: Verdict = "confirm" if confirm else "warn" if significant else "ok"
+    verdict = Verdict.CONFIRM if confirm else Verdict.WARN if significant else Verdict.OK
 
     reasons = [
         f"{test.name}{'[' + subject + ']' if subject else ''}: p={test.p_value:.3g} <= {level:.3g}, "
@@ -326,15 +331,15 @@ def decide(
     columns_moved = [
         t.subject
         for t in night.tests
-        if t.name.startswith("column_") and is_decisive(t, settings.column_fdr, settings)
+        if is_column_test(t) and is_decisive(t, settings.column_fdr, settings)
     ]
-    inputs_moved = bool(columns_moved) or any(t.name.startswith("mmd") for _, t in decisive)
-    mix_moved = any(t.name == "class_mix" for _, t in decisive)
+    inputs_moved = bool(columns_moved) or any(_signals(t, Signal.INPUTS) for _, t in decisive)
+    mix_moved = any(_signals(t, Signal.CLASS_MIX) for _, t in decisive)
     shift_type = (
         _classify_shift(
             surged, len(night.detectors), inputs_moved, mix_moved, _bulk_moved(night, surged)
         )
-        if verdict != "ok"
+        if verdict is not Verdict.OK
         else None
     )
 

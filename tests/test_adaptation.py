@@ -96,5 +96,5 @@ def test_meta_training_writes_a_loadable_initialisation(fitted):
         update={"adaptation": monitor.adaptation.model_copy(update={"meta_iterations": 2})}
     )
     result = pipeline.meta_train(settings, monitor)
-    assert (pipeline._meta_dir(settings, monitor) / "meta.json").is_file()
+    assert (pipeline.meta_dir(settings, monitor) / "meta.json").is_file()
     assert result["final_loss"] > 0

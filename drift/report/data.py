@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drift.config import MonitorConfig, Settings
+from drift import stats
 from drift.stats import expected_flag_rate
 from drift.store import repo
 from drift.store.db import session_scope
@@ -31,10 +32,6 @@ from drift.store.models import (
     ModelVersion,
 )
 
-#: the stored per-column tests the report ranks and draws (the one place the report names them)
-COLUMN_TESTS = ("column_ks", "column_chisquare")
-#: the one of them whose columns are categorical (one histogram bar per value)
-CATEGORICAL_COLUMN_TEST = "column_chisquare"
 #: rows of the top-drifted-columns table
 TOP_COLUMN_ROWS = 10
 
@@ -208,10 +205,11 @@ def _detector_nights(
 
 
 def _column_tests(session: Session, nights: pd.DataFrame) -> pd.DataFrame:
+    column_tests = {s.name: s for s in stats.column_statistics()}
     night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
     tests = session.scalars(
         select(DriftTest).where(
-            DriftTest.batch_id.in_(nights["batch_id"].tolist()), DriftTest.test.in_(COLUMN_TESTS)
+            DriftTest.batch_id.in_(nights["batch_id"].tolist()), DriftTest.test.in_(list(column_tests))
         )
     )
     columns = ["night", "test", "column", "raw_p_value", "p_value", "effect_size", "significant"]
@@ -230,7 +228,7 @@ def _column_tests(session: Session, nights: pd.DataFrame) -> pd.DataFrame:
         ],
         columns=columns,
     )
-    return table.assign(categorical=table["test"] == CATEGORICAL_COLUMN_TEST)
+    return table.assign(categorical=[column_tests[t].categorical for t in table["test"]])
 
 
 def _decisive_tests(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
+
+from drift.jsonsafe import json_safe
+
+__all__ = ["JSONDocument", "UTCDateTime", "json_safe", "utcnow"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,20 +35,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and ±inf replaced by None (Postgres JSON rejects them) and
-    NumPy scalars turned into Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # NumPy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class JSONDocument(TypeDecorator[Any]):

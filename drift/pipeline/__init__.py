@@ -1,0 +1,100 @@
+"""The nightly and adaptation steps as plain functions.
+
+The CLI calls them in-process; the Airflow DAGs call the same functions, one
+per task. Steps hand each other the typed, JSON-safe dicts of
+:mod:`drift.pipeline.results`; per-row data goes to the artifact store under
+``DRIFT_HOME`` and durable results go to the event store.
+
+Modules: :mod:`~drift.pipeline.artifacts` (artifact paths, loading a fitted
+version), :mod:`~drift.pipeline.fit` (fitting a version),
+:mod:`~drift.pipeline.nightly` (``discover -> score_shard x N -> aggregate ->
+decide -> send_alerts``), :mod:`~drift.pipeline.adaptation` (meta-training and
+``collect -> adapt -> validate -> promote``), :mod:`~drift.pipeline.results`
+(the step results). Callers import the names below from ``drift.pipeline``.
+"""
+
+from drift.pipeline.adaptation import (
+    NOVEL_LABEL_SHARE,
+    adapt,
+    adapt_for_event,
+    collect_adaptation_data,
+    meta_train,
+    promote_candidate,
+    validate_candidate,
+)
+from drift.pipeline.artifacts import (
+    SAMPLE_ROWS,
+    FittedMonitor,
+    active_fitted,
+    adapt_dir,
+    load_fitted,
+    meta_dir,
+    monitor_dir,
+    scores_dir,
+)
+from drift.pipeline.fit import fit_monitor
+from drift.pipeline.nightly import (
+    aggregate,
+    decide,
+    discover,
+    record_failure,
+    run_night,
+    score_shard,
+    send_alerts,
+)
+from drift.pipeline.results import (
+    AdaptationOutcome,
+    BatchFailedError,
+    Candidate,
+    Collected,
+    FitResult,
+    Manifest,
+    MetaTrainResult,
+    NightAggregate,
+    NightDecision,
+    NightPlan,
+    Promotion,
+    ShardRange,
+    ShardSummary,
+    Validation,
+)
+
+__all__ = [
+    "NOVEL_LABEL_SHARE",
+    "SAMPLE_ROWS",
+    "AdaptationOutcome",
+    "BatchFailedError",
+    "Candidate",
+    "Collected",
+    "FitResult",
+    "FittedMonitor",
+    "Manifest",
+    "MetaTrainResult",
+    "NightAggregate",
+    "NightDecision",
+    "NightPlan",
+    "Promotion",
+    "ShardRange",
+    "ShardSummary",
+    "Validation",
+    "active_fitted",
+    "adapt",
+    "adapt_dir",
+    "adapt_for_event",
+    "aggregate",
+    "collect_adaptation_data",
+    "decide",
+    "discover",
+    "fit_monitor",
+    "load_fitted",
+    "meta_dir",
+    "meta_train",
+    "monitor_dir",
+    "promote_candidate",
+    "record_failure",
+    "run_night",
+    "score_shard",
+    "scores_dir",
+    "send_alerts",
+    "validate_candidate",
+]

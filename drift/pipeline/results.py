@@ -1,0 +1,172 @@
+"""What each pipeline step hands the next: typed, JSON-safe dicts.
+
+The Airflow DAGs pass these through XCom unchanged, so they are TypedDicts
+(plain dicts at run time) of JSON values only: strings, numbers, lists and
+dicts. Status and verdict fields are :mod:`drift.status` string enums, which
+serialise as their plain strings.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+from drift.status import EventStatus, ShiftType, StepStatus, Verdict
+
+
+class BatchFailedError(RuntimeError):
+    """The night could not be processed; it is recorded as failed with this message."""
+
+
+# -- fit ---------------------------------------------------------------------------------------------
+
+
+class Manifest(TypedDict):
+    """``manifest.json`` of a fitted model version."""
+
+    monitor: str
+    detectors: list[str]
+    tpr: float
+    n_bank: int
+    n_calibration: int
+    n_classes: int | None
+    feature_dim: int
+    origin: str
+    model_file: str | None
+    created_at: str
+
+
+class FitResult(Manifest):
+    """:func:`~drift.pipeline.fit_monitor`: the new version's number and folder, and its manifest."""
+
+    version: int
+    path: str
+
+
+# -- nightly -----------------------------------------------------------------------------------------
+
+
+class ShardRange(TypedDict):
+    """Rows ``[start, stop)`` of the night, scored by one ``score_shard`` task."""
+
+    index: int
+    start: int
+    stop: int
+
+
+class NightPlan(TypedDict):
+    """:func:`~drift.pipeline.discover`: the night's files, size and shards."""
+
+    monitor: str
+    batch_date: str
+    n_rows: int
+    files: list[str]
+    sample_rate: float
+    shards: list[ShardRange]
+
+
+class DetectorShardSummary(TypedDict):
+    n_flagged: int
+    sum_score: float
+
+
+class ShardSummary(TypedDict):
+    """:func:`~drift.pipeline.score_shard`: per-detector flag counts of one shard."""
+
+    index: int
+    n_rows: int
+    detectors: dict[str, DetectorShardSummary]
+
+
+class NightAggregate(TypedDict):
+    """:func:`~drift.pipeline.aggregate`: the night's size and OOD rate per detector."""
+
+    batch_date: str
+    n_rows: int
+    ood_rate: dict[str, float]
+
+
+class NightDecision(TypedDict):
+    """:func:`~drift.pipeline.decide`: the gate's verdict and the event it touched.
+
+    ``newly_confirmed`` is true on the night an event is confirmed (when the
+    adaptation DAG's Asset is emitted); :func:`~drift.pipeline.run_night` adds
+    the kinds of the ``alerts`` it sent.
+    """
+
+    monitor: str
+    batch_date: str
+    verdict: Verdict
+    ood_rate: dict[str, float]
+    shift_type: ShiftType | None
+    event_id: int | None
+    event_status: EventStatus | None
+    newly_confirmed: bool
+    reasons: list[str]
+    alerts: NotRequired[list[str]]
+
+
+# -- adaptation --------------------------------------------------------------------------------------
+
+
+class MetaTrainResult(TypedDict):
+    """:func:`~drift.pipeline.meta_train`: where the meta-initialisation went, its last loss."""
+
+    monitor: str
+    path: str
+    final_loss: float
+
+
+class Collected(TypedDict):
+    """:func:`~drift.pipeline.collect_adaptation_data`: the event's rows, or why it was skipped."""
+
+    event_id: int
+    status: StepStatus
+    reason: NotRequired[str]
+    shift_type: NotRequired[ShiftType | None]
+    path: NotRequired[str]
+    n_rows: NotRequired[int]
+    n_labelled: NotRequired[int]
+
+
+class Candidate(TypedDict):
+    """:func:`~drift.pipeline.adapt`: the candidate model version, or why there is none."""
+
+    event_id: int
+    status: StepStatus
+    reason: NotRequired[str]
+    method: NotRequired[str]
+    adaptation_id: NotRequired[int]
+    version: NotRequired[int]
+    path: NotRequired[str]
+    validation_path: NotRequired[str]
+    n_support: NotRequired[int]
+
+
+class DomainAccuracy(TypedDict):
+    new_domain_accuracy: float
+    old_domain_accuracy: float
+
+
+class Validation(Candidate):
+    """:func:`~drift.pipeline.validate_candidate`: the no-regression gate's verdict."""
+
+    passed: bool
+    reasons: list[str]
+    before: NotRequired[DomainAccuracy]
+    after: NotRequired[DomainAccuracy]
+
+
+class Promotion(TypedDict):
+    """:func:`~drift.pipeline.promote_candidate`: promoted or not, and why."""
+
+    event_id: int
+    promoted: bool
+    version: NotRequired[int]
+    reasons: list[str]
+
+
+class AdaptationOutcome(Validation):
+    """:func:`~drift.pipeline.adapt_for_event`: the whole flow's result for one event."""
+
+    shift_type: ShiftType | None
+    promoted: bool

@@ -1,0 +1,76 @@
+"""The fixed vocabularies of verdicts and statuses, as string enums.
+
+Each member *is* its string (``StrEnum``), so values stored in the database,
+passed through Airflow XCom or compared with plain strings stay exactly the
+strings they were: ``Verdict.CONFIRM == "confirm"``.
+
+Examples
+--------
+>>> Verdict("warn") is Verdict.WARN, Verdict.CONFIRM == "confirm", f"{ShiftType.PRIOR}"
+(True, True, 'prior')
+>>> import json; json.dumps({"status": EventStatus.ADAPTING})
+'{"status": "adapting"}'
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """The gate's verdict on one night (:func:`drift.gate.decide`)."""
+
+    OK = "ok"
+    WARN = "warn"
+    CONFIRM = "confirm"
+
+
+class ShiftType(StrEnum):
+    """What kind of move the evidence points to (docs/methods.md §4: shift typing)."""
+
+    COVARIATE = "covariate"
+    SEMANTIC = "semantic"
+    PRIOR = "prior"
+    MIXED = "mixed"
+
+
+class BatchStatus(StrEnum):
+    """A night's processing status (``batches.status``)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class EventStatus(StrEnum):
+    """A drift event's lifecycle status (``drift_events.status``, see :mod:`drift.events`)."""
+
+    WARNING = "warning"
+    CONFIRMED = "confirmed"
+    ADAPTING = "adapting"
+    RESOLVED = "resolved"
+
+
+class VersionStatus(StrEnum):
+    """A model version's status (``model_versions.status``)."""
+
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REJECTED = "rejected"
+
+
+class AdaptationStatus(StrEnum):
+    """An adaptation attempt's outcome (``adaptations.status``)."""
+
+    RUNNING = "running"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+
+
+class StepStatus(StrEnum):
+    """How an adaptation step ended: what the next step does with its result."""
+
+    SKIPPED = "skipped"
+    COLLECTED = "collected"
+    CANDIDATE = "candidate"
