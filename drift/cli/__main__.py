@@ -1,0 +1,3 @@
+from drift.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,139 @@
+"""Commands about drift events and what follows them: events, feedback import, adapt, meta-train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from drift.cli.app import (
+    MonitorOption,
+    app,
+    console,
+    parse_date,
+    select_monitors,
+)
+from drift.config import Settings
+
+
+@app.command()
+def events(
+    monitor: MonitorOption = None,
+    status: Annotated[
+        str | None, typer.Option(help="warning | confirmed | adapting | resolved")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only events last seen on or after YYYY-MM-DD.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines instead of a table.")
+    ] = False,
+) -> None:
+    """List drift events.
+
+    Example: `drift events --status confirmed --json`
+    """
+    from drift.events import list_events
+    from drift.store.db import session_scope
+
+    settings = Settings()
+    with session_scope(settings.db_url) as session:
+        rows = list_events(
+            session, monitor=monitor, status=status, since=parse_date(since) if since else None
+        )
+        records = [_event_record(e) for e in rows]
+    if as_json:
+        for record in records:
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+        return
+    table = Table(title="drift events")
+    for column in ("id", "monitor", "status", "shift", "first seen", "confirmed", "last seen"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r["id"]),
+            r["monitor"],
+            r["status"],
+            r["shift_type"] or "-",
+            r["first_seen"],
+            r["confirmed_on"] or "-",
+            r["last_seen"],
+        )
+    console.print(table)
+
+
+def _event_record(event) -> dict:  # noqa: ANN001
+    return {
+        "id": event.id,
+        "monitor": event.monitor.name,
+        "status": event.status,
+        "shift_type": event.shift_type,
+        "first_seen": event.first_seen.isoformat(),
+        "confirmed_on": event.confirmed_on.isoformat() if event.confirmed_on else None,
+        "last_seen": event.last_seen.isoformat(),
+        "evidence": event.evidence,
+    }
+
+
+feedback_app = typer.Typer(help="Delayed true labels for production rows.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV or parquet with columns batch_date, row_id, label.")
+    ],
+    monitor: Annotated[
+        str, typer.Option("--monitor", "-m", help="The monitor the rows belong to.")
+    ],
+) -> None:
+    """Load delayed labels (idempotent: a re-imported row keeps one label, the latest).
+
+    Example: `drift feedback import labels-2026-11-20.csv --monitor fraud_scorer`
+    """
+    from drift.feedback import import_labels
+
+    settings = Settings()
+    select_monitors(monitor)  # a clear error for an unknown monitor
+    n_rows = import_labels(settings.db_url, monitor, file)
+    console.print(f"{monitor}: {n_rows} labels imported from {file}")
+
+
+@app.command("adapt")
+def adapt_event(
+    event: Annotated[int, typer.Option("--event", "-e", help="Id of a confirmed drift event.")],
+    monitor: MonitorOption = None,
+) -> None:
+    """Adapt, validate and (if better) promote a model for a confirmed event - what drift_adapt runs.
+
+    Example: `drift adapt --event 3 --monitor digits_demo`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    (m,) = select_monitors(monitor) if monitor else select_monitors(None)[:1]
+    result = pipeline.adapt_for_event(settings, m, event)
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    console.print(f"event {event}: {verdict} - {'; '.join(result['reasons']) or 'validated'}")
+
+
+@app.command("meta-train")
+def meta_train(monitor: MonitorOption = None) -> None:
+    """Meta-train MOL's initialisation on shifts simulated from the reference - what drift_meta_train runs.
+
+    Example: `drift meta-train --monitor digits_demo`
+    """
+    from drift import pipeline
+
+    settings = Settings()
+    for m in select_monitors(monitor):
+        with console.status(f"meta-training {m.name}"):
+            result = pipeline.meta_train(settings, m)
+        console.print(
+            f"{m.name}: meta-initialisation saved ({result['path']}), final loss {result['final_loss']:.3f}"
+        )
