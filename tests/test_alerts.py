@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from drift.alerts import AlertSettings, alert_batch_failed, dispatch
+from drift.alerts import AlertSettings, dispatch
 from drift.store.db import get_engine
 from drift.store.models import Alert
 
@@ -188,9 +188,31 @@ def test_email_is_sent_once_and_the_password_never_leaks(
     assert PASSWORD not in repr(settings)
 
 
-def test_batch_failed_helper_dedupes_per_night(sqlite_url: str) -> None:
-    settings = AlertSettings()
-    for _ in range(2):
-        with Session(get_engine(sqlite_url), expire_on_commit=False) as session, session.begin():
-            alert = alert_batch_failed(session, settings, "digits", date(2025, 1, 2), "InvalidBatchError: row 3")
-    assert alert.kind == "batch_failed" and alert.severity == "error" and alert.attempts == 1
+def test_a_failed_night_is_recorded_and_alerted_once(
+    sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`record_failure` is what the pipeline (and `drift run`) calls when a night fails."""
+    from drift.config import Settings, get_monitor
+    from drift.pipeline import record_failure
+    from drift.store.models import Batch
+
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    monitor = get_monitor("digits_demo").model_copy(update={"alerts": AlertSettings()})
+    settings = Settings(home=tmp_path, database_url=sqlite_url)
+    for night in (date(2025, 1, 2), date(2025, 1, 2), date(2025, 1, 3)):
+        record_failure(settings, monitor, night, "InvalidBatchError: row 3")
+    with Session(get_engine(sqlite_url)) as session:
+        alerts = session.scalars(select(Alert).order_by(Alert.id)).all()
+        batches = session.scalars(select(Batch).order_by(Batch.batch_date)).all()
+        # one alert per failed night, however often the night is retried
+        assert [a.dedupe_key for a in alerts] == [
+            "digits_demo:2025-01-02:batch_failed", "digits_demo:2025-01-03:batch_failed",
+        ]
+        assert all(a.kind == "batch_failed" and a.attempts == 1 and a.status == "sent" for a in alerts)
+        assert alerts[0].message == "[digits_demo] batch 2025-01-02 failed: InvalidBatchError: row 3"
+        assert [(b.batch_date, b.status, b.error) for b in batches] == [
+            (date(2025, 1, 2), "failed", "InvalidBatchError: row 3"),
+            (date(2025, 1, 3), "failed", "InvalidBatchError: row 3"),
+        ]
+        assert alerts[0].batch_id == batches[0].id
