@@ -1,7 +1,8 @@
 """`drift_meta_train`: weekly (or manual) meta-training of each monitor's MOL
 initialisation on shifts simulated from its reference data (docs/methods.md §5.1).
 
-One task per monitor, so one monitor's failure neither hides nor blocks another's.
+One task per monitor with adaptation enabled (a monitor that never adapts needs no
+meta-initialisation), so one monitor's failure neither hides nor blocks another's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def meta_train(monitor_name: str) -> dict[str, Any]:
 )
 def drift_meta_train():
     for monitor in load_monitors():
+        if not monitor.adaptation.enabled:
+            continue
         meta_train.override(task_id=f"meta_train__{monitor.name}", **task_defaults(monitor.name))(
             monitor.name
         )

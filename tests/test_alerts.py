@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from drift.alerts import SINKS, AlertSettings, WebhookSettings, alert_batch_failed, dispatch
+from drift.alerts import SINKS, AlertSettings, WebhookSettings, dispatch
 from drift.config import MonitorConfig, Settings
 from drift.pipeline import record_failure
 from drift.store.db import get_engine, upgrade
@@ -39,7 +39,7 @@ class WebhookServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests += 1
                 if server.requests <= server.fail_first:
@@ -83,11 +83,11 @@ def smtp_server() -> Iterator[tuple[object, list]]:
     messages: list = []
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802, ANN201
+        async def handle_DATA(self, server, session, envelope):
             messages.append(envelope)
             return "250 OK"
 
-    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+    def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"drift" and auth_data.password == PASSWORD.encode()
         if ok:
             return AuthResult(success=True)
@@ -191,14 +191,6 @@ def test_email_is_sent_once_and_the_password_never_leaks(
     assert PASSWORD not in repr(settings)
 
 
-def test_batch_failed_helper_dedupes_per_night(sqlite_url: str) -> None:
-    settings = AlertSettings()
-    for _ in range(2):
-        with Session(get_engine(sqlite_url), expire_on_commit=False) as session, session.begin():
-            alert = alert_batch_failed(session, settings, "digits", date(2025, 1, 2), "InvalidBatchError: row 3")
-    assert alert.kind == "batch_failed" and alert.severity == "error" and alert.attempts == 1
-
-
 def test_every_registered_sink_is_a_key_of_the_alerts_section() -> None:
     fields = AlertSettings.model_fields
     for name, sink in SINKS.items():
@@ -236,7 +228,7 @@ def test_a_control_character_in_the_url_does_not_leak_the_token(
     assert "***" in alert.last_error
 
 
-def failing_monitor(webhook: WebhookSettings, tmp_path) -> MonitorConfig:  # noqa: ANN001
+def failing_monitor(webhook: WebhookSettings, tmp_path) -> MonitorConfig:
     monitor = MonitorConfig(
         name="digits",
         model={"format": "precomputed", "feature_columns": ["f0"], "logit_columns": ["l0"]},
@@ -250,7 +242,7 @@ def failing_monitor(webhook: WebhookSettings, tmp_path) -> MonitorConfig:  # noq
 
 def test_record_failure_sends_the_one_redacted_batch_failed_alert(
     sqlite_url: str, webhook: WebhookServer, tmp_path, caplog: pytest.LogCaptureFixture
-) -> None:  # noqa: ANN001
+) -> None:
     upgrade(sqlite_url)
     caplog.set_level(logging.DEBUG)
     monitor = failing_monitor(WebhookSettings(url=webhook.url, timeout_seconds=5), tmp_path)
@@ -266,7 +258,7 @@ def test_record_failure_sends_the_one_redacted_batch_failed_alert(
 
 def test_a_malformed_webhook_url_neither_crashes_the_alert_nor_loses_the_failed_night(
     sqlite_url: str, tmp_path, caplog: pytest.LogCaptureFixture
-) -> None:  # noqa: ANN001
+) -> None:
     upgrade(sqlite_url)
     caplog.set_level(logging.DEBUG)
     monitor = failing_monitor(unchecked_webhook(f"http://[::1/services/T000/B000/{TOKEN}"), tmp_path)
@@ -278,3 +270,33 @@ def test_a_malformed_webhook_url_neither_crashes_the_alert_nor_loses_the_failed_
     assert alert.status == "failed" and alert.payload["_sinks"] == {"log": "sent", "webhook": "failed"}
     assert "Invalid IPv6 URL" in alert.last_error
     assert TOKEN not in alert.last_error and TOKEN not in drift_logs(caplog)
+
+
+def test_a_failed_night_is_recorded_and_alerted_once(
+    sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`record_failure` is what the pipeline (and `drift run`) calls when a night fails."""
+    from drift.config import Settings, get_monitor
+    from drift.pipeline import record_failure
+    from drift.store.models import Batch
+
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    monitor = get_monitor("digits_demo").model_copy(update={"alerts": AlertSettings()})
+    settings = Settings(home=tmp_path, database_url=sqlite_url)
+    for night in (date(2025, 1, 2), date(2025, 1, 2), date(2025, 1, 3)):
+        record_failure(settings, monitor, night, "InvalidBatchError: row 3")
+    with Session(get_engine(sqlite_url)) as session:
+        alerts = session.scalars(select(Alert).order_by(Alert.id)).all()
+        batches = session.scalars(select(Batch).order_by(Batch.batch_date)).all()
+        # one alert per failed night, however often the night is retried
+        assert [a.dedupe_key for a in alerts] == [
+            "digits_demo:2025-01-02:batch_failed", "digits_demo:2025-01-03:batch_failed",
+        ]
+        assert all(a.kind == "batch_failed" and a.severity == "error" and a.attempts == 1 and a.status == "sent" for a in alerts)
+        assert alerts[0].message == "[digits_demo] batch 2025-01-02 failed: InvalidBatchError: row 3"
+        assert [(b.batch_date, b.status, b.error) for b in batches] == [
+            (date(2025, 1, 2), "failed", "InvalidBatchError: row 3"),
+            (date(2025, 1, 3), "failed", "InvalidBatchError: row 3"),
+        ]
+        assert alerts[0].batch_id == batches[0].id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -33,6 +34,18 @@ def drift(tmp_path, demo_world, db_url):
     return run
 
 
+def _status_row(stdout: str, monitor: str) -> dict[str, str]:
+    """`drift status`'s table row for one monitor, as {column: cell}."""
+    lines = [line.strip() for line in stdout.splitlines()]
+    header = next(line for line in lines if "active version" in line)
+    row = next(line for line in lines if line.strip("│┃ ").startswith(monitor + " "))
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in re.split("[│┃]", line.strip("│┃"))]
+
+    return dict(zip(cells(header), cells(row), strict=True))
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     result = subprocess.run(
@@ -44,16 +57,17 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_day_to_day_commands(drift, demo_world, tmp_path):
     drift("init")
+    assert _status_row(drift("status").stdout, "digits_demo")["active version"] == "not fitted"
     drift("fit")
-    assert "version" in drift("status").stdout or "v1" in drift("status").stdout
+    assert _status_row(drift("status").stdout, "digits_demo")["active version"] == "v1 (fit)"
 
     backfill = drift("backfill", "--start", "2026-11-05", "--end", "2026-11-08")
     assert "4 of 4 nights to run" in backfill.stdout
     again = drift("backfill", "--start", "2026-11-05", "--end", "2026-11-08")
     assert "0 of 4 nights to run" in again.stdout  # only missed nights
 
-    status = drift("status").stdout
-    assert "2026-11-08" in status and "confirmed" in status
+    row = _status_row(drift("status").stdout, "digits_demo")
+    assert row["last night"] == "2026-11-08" and "confirmed" in row["open events"]
 
     events = [json.loads(line) for line in drift("events", "--json", "--status", "confirmed").stdout.splitlines()]
     assert len(events) == 1 and events[0]["monitor"] == "digits_demo" and events[0]["first_seen"] == "2026-11-07"

@@ -126,7 +126,8 @@ def test_one_nightly_and_one_adaptation_dag_per_monitor(parsed):
         "drift_adapt__alpha",  # beta has adaptation disabled
         "drift_meta_train",
     }
-    assert set(two["drift_meta_train"]["tasks"]) == {"meta_train__alpha", "meta_train__beta"}
+    # beta never adapts, so it gets no meta-initialisation either
+    assert set(two["drift_meta_train"]["tasks"]) == {"meta_train__alpha"}
     assert two["drift_nightly__beta"]["schedule"] == "0 * * * *"
 
 

@@ -49,16 +49,30 @@ def test_fit_writes_an_active_version_with_held_out_calibration(fitted):
     assert set(fitted_monitor.detectors) == {"knn", "energy"}
 
 
+def _per_row_scores(settings, monitor, night) -> pd.DataFrame:
+    """The night's per-row scores as the artifact store holds them (every shard file)."""
+    shards = sorted(pipeline.scores_dir(settings, monitor, night).glob("shard-*.parquet"))
+    assert shards, f"no per-row scores written for {night}"
+    return pd.concat([pd.read_parquet(shard) for shard in shards], ignore_index=True)
+
+
 def test_same_night_three_times_leaves_one_row_and_same_scores(fitted):
     settings, monitor = fitted
-    results = [pipeline.run_night(settings, monitor, CLEAN_NIGHT) for _ in range(3)]
-    rows = [_night_rows(settings, CLEAN_NIGHT) for _ in range(1)]
+    results, rows, per_row = [], [], []
+    for _ in range(3):
+        results.append(pipeline.run_night(settings, monitor, CLEAN_NIGHT))
+        rows.append(_night_rows(settings, CLEAN_NIGHT))
+        per_row.append(_per_row_scores(settings, monitor, CLEAN_NIGHT))
     with session_scope(settings.db_url) as session:
         assert session.scalar(select(func.count()).select_from(Batch)) == 1
         assert session.scalar(select(func.count()).select_from(DetectorScore)) == 2
     assert rows[0][0] == "succeeded" and rows[0][2] > 0
+    assert rows[0] == rows[1] == rows[2]  # stored summaries: flags, mean score, p-value, tests
+    assert {"score__knn", "score__energy"} <= set(per_row[0].columns)
+    for again in per_row[1:]:
+        pd.testing.assert_frame_equal(per_row[0], again)
     assert results[0]["ood_rate"] == results[1]["ood_rate"] == results[2]["ood_rate"]
-    assert results[0]["verdict"] == results[2]["verdict"]
+    assert results[0]["verdict"] == results[1]["verdict"] == results[2]["verdict"]
 
 
 def test_novel_classes_raise_the_ood_rate(fitted):
@@ -139,5 +153,15 @@ def test_drift_run_command_exits_non_zero_naming_the_problem(fitted, tmp_path):
     good = subprocess.run([*drift, "run", "--date", "2026-11-05"], env=env, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert "digits_demo 2026-11-05" in good.stdout
+    # what the two processes recorded: the broken night failed with its reason, the next ran
+    failed_status, _, _ = _night_rows(settings, date(2026, 11, 4))
+    good_status, good_scores, good_tests = _night_rows(settings, date(2026, 11, 5))
+    assert failed_status == "failed" and good_status == "succeeded"
+    assert set(good_scores) == {"knn", "energy"} and good_tests > 0
+    with session_scope(settings.db_url) as session:
+        failed = session.scalars(select(Batch).where(Batch.batch_date == date(2026, 11, 4))).one()
+        assert "missing column 'px_10'" in failed.error
+        assert session.scalars(select(Alert.kind)).all() == ["batch_failed"]
     listed = subprocess.run([*drift, "events", "--json"], env=env, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == ""  # a quiet night after a failed one opens no drift event
