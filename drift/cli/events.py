@@ -132,6 +132,9 @@ def meta_train(monitor: MonitorOption = None) -> None:
 
     settings = Settings()
     for m in select_monitors(monitor):
+        if not m.adaptation.enabled:  # as the weekly DAG: no task for such a monitor
+            console.print(f"{m.name}: adaptation is disabled - nothing to meta-train")
+            continue
         with console.status(f"meta-training {m.name}"):
             result = pipeline.meta_train(settings, m)
         console.print(
