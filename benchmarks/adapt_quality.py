@@ -46,6 +46,7 @@ from drift.adapt import EARModel, MetaOODLearner, energy, fine_tune
 from drift.digits import (
     CORRUPTIONS,
     DigitsNet,
+    DigitsSplit,
     corrupt,
     embed,
     load_digits_split,
@@ -86,7 +87,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, x_ood: np.ndarray) 
     return {"accuracy": accuracy(logits, y), "auroc": float(roc_auc_score(is_ood, scores))}
 
 
-def mol_seed(seed: int, split, deployed: DigitsNet) -> dict:
+def mol_seed(seed: int, split: DigitsSplit, deployed: DigitsNet) -> dict:
     shift = random_corruption(META_KINDS)
     started = time.perf_counter()
     mol = MetaOODLearner(**MOL_PARAMS, seed=seed).meta_train(deployed, split.x_train, split.y_train, shift)
@@ -104,7 +105,9 @@ def mol_seed(seed: int, split, deployed: DigitsNet) -> dict:
             support = stratified_rows(split.y_calib, SHOTS, rng)
             sx, sy = x_pool[support], split.y_calib[support]
 
-            def score(model: nn.Module, x_test=x_test, x_ood=x_ood) -> dict[str, float]:
+            def score(
+                model: nn.Module, x_test: np.ndarray = x_test, x_ood: np.ndarray = x_ood
+            ) -> dict[str, float]:
                 return evaluate(model, x_test, split.y_test, x_ood)
 
             tuned = {
@@ -148,7 +151,7 @@ EAR_VARIANTS = {
 }
 
 
-def ear_seed(seed: int, split, deployed: DigitsNet) -> dict:
+def ear_seed(seed: int, split: DigitsSplit, deployed: DigitsNet) -> dict:
     rng = np.random.default_rng(2000 + seed)
     variants = {
         name: EARModel(deployed, seed=seed, **params).fit(split.x_train, split.y_train)
@@ -191,7 +194,7 @@ def ear_seed(seed: int, split, deployed: DigitsNet) -> dict:
             "proxy_check": proxy_check(seed, split, deployed, rng)}
 
 
-def proxy_check(seed: int, split, deployed: DigitsNet, rng: np.random.Generator) -> dict:
+def proxy_check(seed: int, split: DigitsSplit, deployed: DigitsNet, rng: np.random.Generator) -> dict:
     """Does the NASWOT rank of the candidates agree with their trained accuracy?"""
     kind, severity = EAR_DOMAINS[0]
     rows = stratified_rows(split.y_calib, EAR_SHOTS, rng)

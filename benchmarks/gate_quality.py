@@ -147,7 +147,7 @@ def build_pools() -> tuple[dict[str, Pool], int]:
 class Stream:
     """One (batch size, seed): calibration, references and nightly draws."""
 
-    def __init__(self, pools: dict[str, Pool], n_classes: int, size: int, seed: int):
+    def __init__(self, pools: dict[str, Pool], n_classes: int, size: int, seed: int) -> None:
         self.pools, self.n_classes, self.size, self.seed = pools, n_classes, size, seed
         rng = np.random.default_rng([seed, size])
         id_pool = pools["id"]

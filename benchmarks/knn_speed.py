@@ -17,7 +17,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ BIG_BANK, BIG_QUERIES = 1_000_000, 4_000
 IVF_NLIST, IVF_NPROBES = 1024, (8, 16, 32)
 
 
-def timed(fn, repeat=1):
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     """Best wall time of ``repeat`` calls, and the last result."""
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -44,7 +46,7 @@ def timed(fn, repeat=1):
     return best, result
 
 
-def matmul_gflops(n=4096):
+def matmul_gflops(n: int = 4096) -> dict[str, float]:
     """float32 GEMM rate of numpy and torch on this machine: the ceiling for flat search."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     t = torch.from_numpy(a)
@@ -55,21 +57,21 @@ def matmul_gflops(n=4096):
     }
 
 
-def sklearn_brute(bank, queries):
+def sklearn_brute(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     nn = NearestNeighbors(n_neighbors=K, algorithm="brute", n_jobs=-1).fit(bank)
     return nn.kneighbors(queries, return_distance=True)[0][:, -1]
 
 
-def pytorch_ood_knn(bank, queries):
+def pytorch_ood_knn(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
     from pytorch_ood.detector import KNN
 
     det = KNN(None, k=K).fit_features(torch.from_numpy(bank), torch.zeros(len(bank), dtype=torch.long))
     return det.predict_features(torch.from_numpy(queries)).numpy()
 
 
-def torch_cdist_topk(bank, queries, chunk=2048):
+def torch_cdist_topk(bank: np.ndarray, queries: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """The obvious torch baseline: chunked cdist + topk on normalised rows."""
     b = torch.from_numpy(bank)
     out = []
@@ -79,13 +81,15 @@ def torch_cdist_topk(bank, queries, chunk=2048):
     return torch.cat(out).numpy()
 
 
-def clustered(rng, n, centres, spread=0.35):
+def clustered(
+    rng: np.random.Generator, n: int, centres: np.ndarray, spread: float = 0.35
+) -> np.ndarray:
     """Rows around random cluster centres: feature banks are clustered, not isotropic."""
     labels = rng.integers(0, len(centres), n)
     return (centres[labels] + spread * rng.standard_normal((n, centres.shape[1]), dtype=np.float32)).astype(np.float32)
 
 
-def flat_vs_peers(rng):
+def flat_vs_peers(rng: np.random.Generator) -> dict[str, Any]:
     """Ours at full size once; ours and every peer on the same query subset, best of
     ``REPEATS`` interleaved runs (the fairest comparison on a shared, loaded machine)."""
     bank = l2_normalise(rng.standard_normal((N_BANK, DIM), dtype=np.float32))
@@ -131,7 +135,7 @@ def flat_vs_peers(rng):
     }
 
 
-def ivf_vs_flat(rng):
+def ivf_vs_flat(rng: np.random.Generator) -> dict[str, Any]:
     """1M-row clustered bank; ID queries from its clusters, OOD queries from unseen
     clusters placed near ID ones (so the task is not trivially separable)."""
     centres = rng.standard_normal((300, DIM), dtype=np.float32) / np.sqrt(DIM) * 3
@@ -170,7 +174,7 @@ def ivf_vs_flat(rng):
     }
 
 
-def main():
+def main() -> None:
     rng = np.random.default_rng(0)
     ceiling = matmul_gflops()
     flat_100k = flat_vs_peers(rng)

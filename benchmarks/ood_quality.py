@@ -45,7 +45,7 @@ def one_seed(seed: int) -> tuple[dict, dict]:
     split = load_digits_split(seed=seed)
     model = train_digits_model(split.x_train, split.y_train, split.n_classes, seed=seed)
 
-    def batch(x):
+    def batch(x: np.ndarray) -> FeatureBatch:
         features, logits = embed(model, x)
         return FeatureBatch(features, logits=logits)
 
@@ -146,7 +146,7 @@ def markdown(summary: dict, per_seed: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main():
+def main() -> None:
     runs, peer_inputs = zip(*(one_seed(seed) for seed in SEEDS), strict=True)
     summary = summarise(list(runs))
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,7 @@ class DigitsNet(nn.Module):
     ((2, 64), (2, 8))
     """
 
-    def __init__(self, n_classes: int, feature_dim: int = 64):
+    def __init__(self, n_classes: int, feature_dim: int = 64) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 16, kernel_size=3, padding=1),

@@ -168,7 +168,7 @@ def _check_weights_only(path: Path, name: str, payload: bytes) -> None:
 
     try:
         torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any refusal means torch would fall back to full pickle
+    except Exception as exc:
         # the line of torch's message worth showing names the refused global
         raise ModelFileError(
             f"{path}: record '{name}' is not a weights-only pickle, refusing to load it "

@@ -22,7 +22,7 @@ from drift.store.db import upgrade
 ADMIN_URL = os.environ.get("DRIFT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
-def _postgres_admin():  # noqa: ANN202
+def _postgres_admin():
     engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with engine.connect() as conn:
@@ -104,7 +104,7 @@ def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def drift_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def drift_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings for a test: its own DRIFT_HOME (artifacts), the demo world's data."""
     from drift.config import Settings
 
@@ -117,7 +117,7 @@ def drift_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 
 @pytest.fixture
-def demo_monitor(demo_world: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def demo_monitor(demo_world: Path, monkeypatch: pytest.MonkeyPatch):
     """The demo monitor config, with its paths in the session's demo world."""
     from drift.config import get_monitor
 

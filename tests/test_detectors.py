@@ -229,7 +229,7 @@ class PytorchOODPeer:
 
 
 @pytest.fixture(params=["reimplemented", "pytorch-ood"])
-def peer(request: pytest.FixtureRequest):  # noqa: ANN201
+def peer(request: pytest.FixtureRequest):
     """The reference the scores are compared with: our torch transcription of pytorch-ood's
     formulas (always), and pytorch-ood itself (skipped where it is not installed)."""
     if request.param == "pytorch-ood":

@@ -26,7 +26,7 @@ DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 @pytest.fixture(scope="module")
-def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
     """Fit, run eight demo nights (one confirmed semantic event), record one adaptation.
 
     The pipeline does not adapt to a semantic shift, so the adaptation row is written here,
@@ -75,7 +75,7 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noq
 
 
 @pytest.fixture(scope="module")
-def built(demo_run) -> Report:  # noqa: ANN001
+def built(demo_run) -> Report:
     settings, monitor, _ = demo_run
     return build_report(settings, monitor)
 
@@ -90,7 +90,7 @@ def _timeline_nights(document: str) -> list[str]:
     return re.findall(r"<tr[^>]*><td>(\d{4}-\d{2}-\d{2})</td>", timeline)
 
 
-def test_demo_run_has_the_event_the_report_must_show(demo_run) -> None:  # noqa: ANN001
+def test_demo_run_has_the_event_the_report_must_show(demo_run) -> None:
     _, _, decisions = demo_run
     assert any(d["event_status"] == "confirmed" for d in decisions)
 
@@ -140,7 +140,7 @@ def test_histograms_default_to_the_most_shifted_night(report: Path) -> None:
     assert "the most shifted night in range" in document
 
 
-def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path) -> None:
     settings, monitor, _ = demo_run
     out = build_report(
         settings, monitor, FIRST_NIGHT, FIRST_NIGHT + timedelta(days=2), night=FIRST_NIGHT
@@ -151,7 +151,7 @@ def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path)
     assert len(_timeline_nights(document)) == 3
 
 
-def test_a_night_outside_the_range_is_refused(demo_run) -> None:  # noqa: ANN001
+def test_a_night_outside_the_range_is_refused(demo_run) -> None:
     settings, monitor, _ = demo_run
     with pytest.raises(ReportError, match="not a scored night"):
         build_report(settings, monitor, FIRST_NIGHT, FIRST_NIGHT, night=date(2030, 1, 1))

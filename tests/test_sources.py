@@ -218,11 +218,11 @@ def test_urls_stay_urls_and_secrets_stay_in_the_environment(tmp_path, monkeypatc
         """
 monitors:
   - name: from_s3
-    model: {format: precomputed, feature_columns: [a]}
+    model: {format: precomputed, feature_columns: [a], logit_columns: [a, b]}
     source: {landing: "s3://${BUCKET}/fraud", partition: "{date:%Y/%m/%d}", input_columns: [a]}
     reference: {path: "s3://${BUCKET}/reference.parquet"}
   - name: from_table
-    model: {format: precomputed, feature_columns: [a]}
+    model: {format: precomputed, feature_columns: [a], logit_columns: [a, b]}
     source:
       sql: "SELECT * FROM predictions WHERE day = :batch_date"
       url: "postgresql://drift:${PG_PASSWORD}@db/logs"

@@ -253,7 +253,7 @@ class MetaOODLearner(ParamsMixin):
         margin_in: float = -12.0,
         margin_out: float = -6.0,
         seed: int = 0,
-    ):
+    ) -> None:
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.meta_lr = meta_lr

@@ -161,7 +161,7 @@ class LogitDetector(Detector):
 
     needs: ClassVar[tuple[str, ...]] = ("logits",)
 
-    def __init__(self, temperature: float = 1.0):
+    def __init__(self, temperature: float = 1.0) -> None:
         self.temperature = temperature
 
     def fit(self, reference: FeatureBatch) -> Self:

@@ -73,7 +73,7 @@ class HDCDetector(Detector):
     name = "hdc"
     needs = ("features", "labels")
 
-    def __init__(self, dim: int = 10_000, gamma: float = 1.0, seed: int = 0):
+    def __init__(self, dim: int = 10_000, gamma: float = 1.0, seed: int = 0) -> None:
         self.dim = dim
         self.gamma = gamma
         self.seed = seed

@@ -51,7 +51,7 @@ class MahalanobisDetector(Detector):
     name = "mahalanobis"
     needs = ("features", "labels")
 
-    def __init__(self, normalise: bool = True, shrinkage: float | str = "ledoit-wolf"):
+    def __init__(self, normalise: bool = True, shrinkage: float | str = "ledoit-wolf") -> None:
         self.normalise = normalise
         self.shrinkage = shrinkage
 

@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drift.config import MonitorConfig, Settings
 from drift import stats
+from drift.config import MonitorConfig, Settings
 from drift.stats import expected_flag_rate
 from drift.store import repo
 from drift.store.db import session_scope

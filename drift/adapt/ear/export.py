@@ -34,7 +34,7 @@ class EARModule(nn.Module):
     no data-dependent shapes and exports with a dynamic batch dimension.
     """
 
-    def __init__(self, model: FrozenModel, adaptors: Sequence[nn.Module], router: nn.Module):
+    def __init__(self, model: FrozenModel, adaptors: Sequence[nn.Module], router: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.adaptors = nn.ModuleList(adaptors)

@@ -146,7 +146,7 @@ class EARModel(ParamsMixin):
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
         seed: int = 0,
-    ):
+    ) -> None:
         self.model = model
         self.candidates = candidates
         self.max_params = max_params

@@ -85,7 +85,7 @@ class LearnedRouter(nn.Module):
         weight: torch.Tensor,
         bias: torch.Tensor,
         offset_: torch.Tensor,
-    ):
+    ) -> None:
         super().__init__()
         self.layers = tuple(layers)
         for name, value in (
@@ -155,7 +155,7 @@ class HDCRouter(nn.Module):
         class_domains: torch.Tensor,
         domain_vectors: torch.Tensor,
         offset_: torch.Tensor,
-    ):
+    ) -> None:
         super().__init__()
         if by not in ("class", "domain"):
             raise ValueError(f"HDCRouter: by must be 'class' or 'domain', got {by!r}")
