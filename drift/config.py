@@ -15,7 +15,7 @@ import re
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -298,6 +298,10 @@ def _describe(error: ValidationError) -> str:
 
 
 def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
+    @overload
+    def resolve(path: None) -> None: ...
+    @overload
+    def resolve(path: Path | str) -> Path | str: ...
     def resolve(path: Path | str | None) -> Path | str | None:
         if path is None:
             return None
@@ -309,7 +313,8 @@ def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
     monitor.source.landing = resolve(monitor.source.landing)
     monitor.reference.path = resolve(monitor.reference.path)
     monitor.reference.calibration_path = resolve(monitor.reference.calibration_path)
-    monitor.model.path = resolve(monitor.model.path)
+    if monitor.model.path is not None:  # a model file is local (it is checked before loading)
+        monitor.model.path = Path(resolve(monitor.model.path))
     return monitor
 
 

@@ -76,6 +76,7 @@ def _load_module(fmt: str, path: str, entrypoint: str | None, device: str, _stam
         check_torchscript(Path(path))
         return _torch_load_failure(path, lambda: torch.jit.load(path, map_location=device).eval())
     if fmt == "entrypoint":
+        assert entrypoint is not None  # ModelSpec's validator
         module_name, function_name = entrypoint.split(":")
         return getattr(importlib.import_module(module_name), function_name)().eval().to(device)
     raise ValueError("precomputed models have no module to load")

@@ -111,9 +111,9 @@ def _graph_strings(document: object) -> Iterator[tuple[str, str]]:
             yield "expression", document["expr_str"]
         for guard in document.get("guards_code") or []:
             yield "guard", guard
-        children = document.values()
+        children = list(document.values())
     elif isinstance(document, list):
-        children = document
+        children = list(document)
     else:
         return
     for child in children:

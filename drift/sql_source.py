@@ -47,6 +47,7 @@ def stream(
     stop: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``columns`` for rows ``[start, stop)`` of the night's ordered query."""
+    assert source.url is not None and source.sql is not None  # SourceSpec's validator
     url = expand_url(source.url)
     try:
         engine = create_engine(url)
@@ -58,6 +59,7 @@ def stream(
     secrets = (password,) if password else ()
     quote = engine.dialect.identifier_preparer.quote
     key = source.order_by or source.id_column
+    assert key is not None  # SourceSpec's validator: a query needs a key to order by
     query = f"SELECT * FROM ({source.sql.strip().rstrip(';')}) AS night ORDER BY {quote(key)}"
     params: dict[str, object] = {"batch_date": batch_date}
     if stop is not None:

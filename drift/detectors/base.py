@@ -110,7 +110,7 @@ class Detector(ParamsMixin, ABC):
         self._check_fitted()
         with atomic_folder(path) as tmp:
             arrays, scalars = self._fitted_state(tmp)
-            np.savez(tmp / "arrays.npz", **arrays)
+            np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)
             meta = {
                 "type": self.name,
                 "format_version": FORMAT_VERSION,

@@ -138,7 +138,7 @@ class HDCDetector(Detector):
         return -self.class_similarities(batch).max(axis=1)
 
     def _fitted_state(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "projection_": self.projection_,
             "classes_": self.classes_,
             "class_vectors_": self.class_vectors_,

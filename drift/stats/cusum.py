@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
+
+#: a count or an array of counts: the increment is the same formula for both
+ArrayOrFloat = TypeVar("ArrayOrFloat", float, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class BinomialCusum:
         if not 0.0 < self.p0 < self.p1 < 1.0:
             raise ValueError(f"BinomialCusum: need 0 < p0 < p1 < 1, got p0={self.p0}, p1={self.p1}")
 
-    def increment(self, n_flagged: float, n_rows: float) -> float:
+    def increment(self, n_flagged: ArrayOrFloat, n_rows: float) -> ArrayOrFloat:
+        """The log-likelihood-ratio step of a night (or of an array of nights)."""
         up = math.log(self.p1 / self.p0)
         down = math.log((1.0 - self.p1) / (1.0 - self.p0))
         return n_flagged * up + (n_rows - n_flagged) * down

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import torch
@@ -352,7 +352,7 @@ class EARModel(ParamsMixin):
         ear.proxy_scores_ = meta["proxy_scores_"]
         ear.adaptor_specs_ = [AdaptorSpec(tuple(h)) for h in meta["adaptor_specs_"]]
         ear.original_bonus_ = meta["original_bonus_"]
-        ear.hdc_ = HDCDetector.load(Path(path) / _HDC_FOLDER)
+        ear.hdc_ = cast(HDCDetector, HDCDetector.load(Path(path) / _HDC_FOLDER))
         tensors = load_file(str(Path(path) / _TENSORS_FILE))
         ear.domain_rows_ = [
             DomainRows(*(tensors[f"rows.{d}.{field}"] for field in _ROW_FIELDS))
