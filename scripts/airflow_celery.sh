@@ -8,6 +8,7 @@
 #   bash scripts/airflow_celery.sh            prepare the event store and monitors (as `make
 #                                             airflow` does), migrate, start everything, wait
 #   bash scripts/airflow_celery.sh services   migrate and start, without the prepare step
+#   bash scripts/airflow_celery.sh env        print the Airflow settings it runs with (no secrets)
 #
 # Ctrl-C or SIGTERM stops every process it started. The settings, all overridable from the
 # environment (the docker compose `celery` profile uses the same ones):
@@ -41,7 +42,8 @@ export AIRFLOW__API__PORT=$api_port
 # workers and the scheduler reach the task execution API here (Airflow 3)
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$api_port/execution/
 # shared by every process: signs the execution API's tokens
-export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(python -c 'import secrets; print(secrets.token_hex(32))')}
+export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}
+workers=(worker-1 worker-2)
 
 create_database() {
   python - <<'PY'
@@ -68,18 +70,18 @@ services() {
   start_child api-server airflow api-server --port "$api_port"
   start_child scheduler airflow scheduler
   start_child dag-processor airflow dag-processor
-  local n
-  for n in 1 2; do
+  local worker
+  for worker in "${workers[@]}"; do
     # --skip-serve-logs: one machine, one logs folder (and no clash on the log server's port)
-    DRIFT_WORKER_HOSTNAME=worker-$n \
+    DRIFT_WORKER_HOSTNAME=$worker \
       AIRFLOW__CORE__HOSTNAME_CALLABLE=worker_hostname.hostname \
       PYTHONPATH="$repo/scripts/lib${PYTHONPATH:+:$PYTHONPATH}" \
-      start_child "worker-$n" airflow celery worker --celery-hostname "worker-$n@%h" \
+      start_child "$worker" airflow celery worker --celery-hostname "$worker@%h" \
       --queues "$AIRFLOW__OPERATORS__DEFAULT_QUEUE" --skip-serve-logs
   done
   cat <<EOT
 Airflow (CeleryExecutor): http://127.0.0.1:$api_port  logs: $CHILD_LOGS/<process>.log
-Workers worker-1 and worker-2 on queue '$AIRFLOW__OPERATORS__DEFAULT_QUEUE' of $AIRFLOW__CELERY__BROKER_URL.
+Workers ${workers[*]} on queue '$AIRFLOW__OPERATORS__DEFAULT_QUEUE' of $AIRFLOW__CELERY__BROKER_URL.
 Ctrl-C stops everything.
 EOT
   wait_children
@@ -88,5 +90,9 @@ EOT
 case "${1:-run}" in
   run) bash "$repo/scripts/airflow_local.sh" prepare && services ;;
   services) services ;;
-  *) echo "usage: $0 [services]" >&2; exit 2 ;;
+  env)
+    env | grep '^AIRFLOW__' | grep -v '^AIRFLOW__API_AUTH__JWT_SECRET=' | sort
+    echo "WORKERS=${#workers[@]}"
+    ;;
+  *) echo "usage: $0 [services|env]" >&2; exit 2 ;;
 esac
