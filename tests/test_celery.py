@@ -25,6 +25,7 @@ schedules no catch-up runs.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -392,3 +393,44 @@ def test_the_night_equals_the_in_process_run(night: Night):
     under_celery = _night_rows(night.drift_url, NIGHT)
     assert under_celery["detector_scores"] and under_celery["drift_tests"]
     assert under_celery == _night_rows(night.reference_url, NIGHT)
+
+
+def test_an_asset_event_with_an_event_id_reruns_the_adaptation(night: Night):
+    """README's recipe: an event on the monitor's Asset with extra {'event_id': N}
+    starts a drift_adapt run for event N."""
+    api = night.airflow.api
+    engine = create_engine(night.drift_url)
+    try:
+        with engine.connect() as conn:
+            event_id = conn.scalar(
+                text("SELECT id FROM drift_events WHERE confirmed_on = :d"), {"d": NIGHT}
+            )
+    finally:
+        engine.dispose()
+    adapt = "drift_adapt__digits_demo"
+    assert api.patch(f"/api/v2/dags/{adapt}", json={"is_paused": False}).status_code == 200
+    assets = api.get("/api/v2/assets", params={"name_pattern": "digits_demo_confirmed_shift"})
+    asset_id = assets.json()["assets"][0]["id"]
+    created = api.post(
+        "/api/v2/assets/events", json={"asset_id": asset_id, "extra": {"event_id": event_id}}
+    )
+    assert created.status_code == 200, created.text
+
+    rerun = {"event_id": event_id, "from_rest_api": True}
+
+    def newest_triggering_events() -> list[dict]:
+        """Per drift_adapt run, the extra of the newest Asset event it was triggered by
+        (a run gets every event since the previous run; `collect` adapts to the newest)."""
+        rows = night.airflow.query(
+            "SELECT r.id, e.extra FROM dag_run r JOIN dagrun_asset_event l ON l.dag_run_id = r.id "
+            "JOIN asset_event e ON e.id = l.event_id WHERE r.dag_id = :d ORDER BY r.id, e.timestamp",
+            d=adapt,
+        )
+        newest = {run: json.loads(e) if isinstance(e, str) else e for run, e in rows}
+        return list(newest.values())
+
+    assert rerun in _wait_for(
+        f"a {adapt} run triggered by the new event",
+        lambda: rerun in (found := newest_triggering_events()) and found,
+        timeout=120,
+    )
