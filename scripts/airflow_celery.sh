@@ -4,6 +4,7 @@
 # backend, and the processes Airflow 3 needs for it: api-server (the UI and the task
 # execution API the workers report to), scheduler, dag-processor and two Celery
 # workers, worker-1 and worker-2 (each reports its own host name in the task instances).
+# No triggerer: these DAGs defer nothing.
 #
 #   bash scripts/airflow_celery.sh            prepare the event store and monitors (as `make
 #                                             airflow` does), migrate, start everything, wait
