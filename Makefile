@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check
 # (or a range a newer release satisfies) would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test airflow install install-full lint peers clean
+.PHONY: demo test airflow airflow-celery install install-full lint peers clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed-core: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-full: $(VENV)/.installed-core
-	$(PIP) install -q -c constraints.txt -e '.[airflow,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[airflow,celery,dev]'
 	touch $@
 
 install: $(VENV)/.installed-core
@@ -39,6 +39,12 @@ test: install-full
 ## make airflow: a local Airflow (standalone) on this project's DAGs and the demo's monitor
 airflow: install-full
 	bash scripts/airflow_local.sh
+
+## make airflow-celery: the same DAGs on the CeleryExecutor: Redis broker, Postgres metadata and
+## result backend, api-server, scheduler, dag-processor and two Celery workers (Ctrl-C stops all)
+airflow-celery: install-full
+	bash scripts/ensure_postgres.sh
+	bash scripts/airflow_celery.sh
 
 ## make lint: ruff (style, imports, annotations, unused noqa) and mypy (config in pyproject.toml)
 lint: install-full

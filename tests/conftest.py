@@ -36,12 +36,16 @@ def _postgres_admin():
     return engine
 
 
-def create_postgres_database(prefix: str = "drift_test") -> tuple[str, callable]:
-    """A new empty database; returns its URL and a function that drops it."""
+def create_postgres_database(
+    prefix: str = "drift_test", template: str | None = None
+) -> tuple[str, callable]:
+    """A new database, empty or a copy of the database at URL `template` (which must
+    have no open connections); returns its URL and a function that drops it."""
     admin = _postgres_admin()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
     def drop() -> None:

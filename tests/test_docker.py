@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -81,7 +83,9 @@ def test_every_airflow_component_runs_with_a_health_check(compose):
 
 def test_airflow_settings_and_the_drift_db_connection(compose):
     env = compose["services"]["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert (
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    )
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
     password = "${POSTGRES_PASSWORD:-driftwatch}"  # substituted by compose
@@ -116,3 +120,55 @@ def test_init_script_and_local_script_exist():
     assert (DOCKER / "airflow-init.sh").is_file()
     assert "airflow_local.sh prepare" in (DOCKER / "airflow-init.sh").read_text()
     assert (REPO / "scripts" / "airflow_local.sh").is_file()
+
+
+def _compose_value(value: str, **env: str) -> str:
+    """`value` after compose's `${NAME:-default}` substitution with `env`."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1], m[2]), value)
+
+
+def test_the_celery_profile_runs_with_the_local_celery_settings(compose):
+    """scripts/airflow_celery.sh (`make airflow-celery`, the Celery test) and the compose
+    `celery` profile run the same Celery set-up; only host names and credentials differ.
+    Every setting the script makes is compared: a new one must be added here."""
+    printed = subprocess.run(
+        ["bash", str(REPO / "scripts" / "airflow_celery.sh"), "env"],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    local = dict(line.split("=", 1) for line in printed.splitlines())
+    services = compose["services"]
+    ours = {
+        k: _compose_value(str(v), AIRFLOW_EXECUTOR="CeleryExecutor")  # as docker/README says
+        for k, v in services["airflow-worker"]["environment"].items()
+    }
+    hosts = {"127.0.0.1:6379": "redis:6379", "127.0.0.1:8080": "airflow-apiserver:8080"}
+
+    def on_compose_hosts(value: str) -> str:
+        for here, there in hosts.items():
+            value = value.replace(here, there)
+        return value
+
+    compared = {
+        "AIRFLOW__CORE__EXECUTOR": lambda a, b: a == b == "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": lambda a, b: on_compose_hosts(a) == b,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": lambda a, b: on_compose_hosts(a) == b,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            lambda a, b: make_url(a).drivername == make_url(b).drivername
+        ),
+        # each side's metadata database (below)
+        "AIRFLOW__CELERY__RESULT_BACKEND": lambda a, b: a.startswith("db+") and b.startswith("db+"),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str.__eq__,
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": str.__eq__,
+        "AIRFLOW__API__PORT": str.__eq__,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": str.__eq__,
+        "AIRFLOW__CORE__DAGS_FOLDER": lambda a, b: a.endswith("/dags") and b.endswith("/dags"),
+    }
+    assert set(local) - {"WORKERS"} == set(compared)
+    for key, agree in compared.items():
+        assert agree(local[key], ours[key]), f"{key}: script {local[key]!r}, compose {ours[key]!r}"
+    # the result backend is each side's metadata database
+    for settings in (local, ours):
+        conn = settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert settings["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{conn}"
+    assert services["airflow-worker"]["deploy"]["replicas"] == int(local["WORKERS"]) == 2
+    assert services["airflow-apiserver"]["ports"] == [f"{local['AIRFLOW__API__PORT']}:8080"]
