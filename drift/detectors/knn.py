@@ -121,7 +121,7 @@ class KNNDetector(Detector):
         k: int = 50,
         index: str = "auto",
         nlist: int | None = None,
-        nprobe: int = 32,
+        nprobe: int = 16,
         hnsw_m: int = 32,
         ef_search: int = 128,
         alpha: float = 1.0,
