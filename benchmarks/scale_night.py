@@ -253,7 +253,8 @@ def profile(world: World, n: int) -> None:
     profiler.runcall(pipeline.run_night, settings, monitor, NIGHT)
     seconds = time.perf_counter() - start
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
     header = (f"cProfile of pipeline.run_night, {n} rows, {seconds:.1f} s wall "
               f"(load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)\n")
     (RESULTS / "scale_night_profile.txt").write_text(header + text.getvalue())

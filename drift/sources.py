@@ -10,6 +10,8 @@ shard task holds only its own rows in memory.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -82,22 +84,80 @@ def plan_shards(n_rows: int, shard_rows: int) -> list[dict[str, int]]:
 
 
 def read_rows(files: list[str], columns: list[str], start: int = 0, stop: int | None = None) -> pd.DataFrame:
-    """Rows ``[start, stop)`` of the concatenated files, reading only what overlaps."""
-    pieces, offset = [], 0
-    for file in files:
-        for record_batch in pq.ParquetFile(file).iter_batches(columns=columns, batch_size=65_536):
-            lo, hi = offset, offset + record_batch.num_rows
-            offset = hi
-            if stop is not None and lo >= stop:
-                break
-            if hi <= start:
-                continue
-            begin = max(start - lo, 0)
-            end = record_batch.num_rows if stop is None else min(stop - lo, record_batch.num_rows)
-            pieces.append(record_batch.slice(begin, end - begin))
+    """Rows ``[start, stop)`` of the concatenated files, reading only what overlaps.
+
+    Row groups wholly before ``start`` are skipped unread (parquet metadata). Within a
+    row group the rows before ``start`` must be decoded, so each process keeps one
+    :class:`_Cursor`: consecutive shards read by one process (``drift run``, a
+    backfill) resume where the last one stopped and decode the night once, not
+    once per shard.
+    """
+    key = (tuple(files), tuple(columns), tuple(_stamp(f) for f in files))
+    with _CURSOR_LOCK:
+        global _cursor
+        if _cursor is None or _cursor.key != key or start < _cursor.position:
+            _cursor = _Cursor(key, files, columns, start)
+        pieces = _cursor.read(start, stop)
+        if stop is None:
+            _cursor = None  # read to the end: nothing left to resume
     if not pieces:
         return pd.DataFrame(columns=columns)
     return pa.Table.from_batches(pieces).to_pandas()
+
+
+def _stamp(file: str) -> tuple[int, int]:
+    stat = Path(file).stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _batches_from(files: list[str], columns: list[str], start: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(first row, record batch)`` of the files, from the row group holding ``start`` on."""
+    offset = 0
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if offset + rows <= start:
+                offset += rows
+                continue
+            for batch in parquet.iter_batches(batch_size=65_536, row_groups=[group], columns=columns):
+                yield offset, batch
+                offset += batch.num_rows
+
+
+class _Cursor:
+    """A reader of the files that moves forward only; holds at most one record batch."""
+
+    def __init__(self, key: tuple, files: list[str], columns: list[str], start: int) -> None:
+        self.key = key
+        self.position = start  # rows before this can no longer be served
+        self._batches = _batches_from(files, columns, start)
+        self._held: tuple[int, pa.RecordBatch] | None = None
+
+    def read(self, start: int, stop: int | None) -> list[pa.RecordBatch]:
+        pieces = []
+        while True:
+            if self._held is None:
+                self._held = next(self._batches, None)
+                if self._held is None:
+                    break
+            lo, batch = self._held
+            hi = lo + batch.num_rows
+            if stop is not None and lo >= stop:
+                break
+            if hi > start:
+                begin = max(start - lo, 0)
+                end = batch.num_rows if stop is None else min(stop - lo, batch.num_rows)
+                pieces.append(batch.slice(begin, end - begin))
+            if stop is not None and hi > stop:
+                break  # the next shard starts inside this batch: keep it
+            self._held = None
+        self.position = start if stop is None else stop
+        return pieces
+
+
+_CURSOR_LOCK = threading.Lock()
+_cursor: _Cursor | None = None
 
 
 def read_reference(path: Path, columns: list[str]) -> pd.DataFrame:
