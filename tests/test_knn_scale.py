@@ -46,6 +46,11 @@ def test_auto_chooses_the_index_by_the_work(world, bank_rows, expected_queries, 
     assert det.index_kind_ == kind
 
 
+def test_expected_queries_must_be_positive(world):
+    with pytest.raises(ValueError, match="expected_queries must be >= 1, got 0"):
+        KNNDetector(expected_queries=0).fit(FeatureBatch(world[0]))
+
+
 def test_exact_search_is_one_setting_away(world):
     det = KNNDetector(k=10, index="flat", expected_queries=10**9).fit(FeatureBatch(world[0]))
     assert det.index_kind_ == "flat"

@@ -82,9 +82,10 @@ class KNNDetector(Detector):
         rows (a monitor scores in shards, but the whole night is the work):
         declare it in the monitor's detector params.
     auto_work
-        query × bank row pairs above which ``index="auto"`` uses IVF: about
-        the point where exact search takes longer than the model's forward pass
-        of a night on a 2-core machine.
+        query × bank row pairs above which ``index="auto"`` uses IVF: 2·10⁹ pairs
+        is a few seconds of exact search on 2 idle cores (1.5–3 ns a pair at
+        d = 64–128, ``benchmarks/knn_speed.py``); below it IVF's k-means costs
+        about what it saves.
     chunk_size
         query rows per search call; None = as many as fit in 256 MB of results and
         normalised queries, so memory beyond the bank is bounded whatever the batch size.
@@ -178,6 +179,8 @@ class KNNDetector(Detector):
             raise RuntimeError("knn: device='cuda' but FAISS has no GPU support or sees no GPU")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"knn: alpha must be in (0, 1], got {self.alpha}")
+        if not self.expected_queries >= 1:
+            raise ValueError(f"knn: expected_queries must be >= 1, got {self.expected_queries}")
 
     def _subsample(self, features: np.ndarray) -> np.ndarray:
         """The α fraction of ``features`` (normalised) picked by a seed that also
