@@ -98,11 +98,15 @@ def read_rows(files: list[str], columns: list[str], start: int = 0, stop: int | 
         if _cursor is None or _cursor.key != key or start < _cursor.position:
             _cursor = _Cursor(key, files, columns, start)
         pieces = _cursor.read(start, stop)
-        if stop is None:
-            _cursor = None  # read to the end: nothing left to resume
+        if _cursor.exhausted:
+            _cursor = None  # nothing left to resume: let go of the files and buffers
     if not pieces:
         return pd.DataFrame(columns=columns)
     return pa.Table.from_batches(pieces).to_pandas()
+
+
+#: read buffer per column chunk: a night's memory does not grow with its row-group size
+READ_BUFFER_BYTES = 1 << 20
 
 
 def _stamp(file: str) -> tuple[int, int]:
@@ -114,7 +118,8 @@ def _batches_from(files: list[str], columns: list[str], start: int) -> Iterator[
     """``(first row, record batch)`` of the files, from the row group holding ``start`` on."""
     offset = 0
     for file in files:
-        parquet = pq.ParquetFile(file)
+        # read a column chunk page by page instead of loading (pre-buffering) it whole
+        parquet = pq.ParquetFile(file, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         for group in range(parquet.num_row_groups):
             rows = parquet.metadata.row_group(group).num_rows
             if offset + rows <= start:
@@ -133,6 +138,7 @@ class _Cursor:
         self.position = start  # rows before this can no longer be served
         self._batches = _batches_from(files, columns, start)
         self._held: tuple[int, pa.RecordBatch] | None = None
+        self.exhausted = False
 
     def read(self, start: int, stop: int | None) -> list[pa.RecordBatch]:
         pieces = []
@@ -140,6 +146,7 @@ class _Cursor:
             if self._held is None:
                 self._held = next(self._batches, None)
                 if self._held is None:
+                    self.exhausted = True
                     break
             lo, batch = self._held
             hi = lo + batch.num_rows
