@@ -105,7 +105,7 @@ def read_rows(files: list[str], columns: list[str], start: int = 0, stop: int | 
     return pa.Table.from_batches(pieces).to_pandas()
 
 
-#: read buffer per column chunk: a night's memory does not grow with its row-group size
+#: column chunks are read through a buffer this size (pre-buffering off), not loaded whole
 READ_BUFFER_BYTES = 1 << 20
 
 

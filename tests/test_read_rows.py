@@ -54,3 +54,11 @@ def test_a_rewritten_file_is_read_again(night):
     sources.read_rows(files, ["row"], 0, 10)
     pq.write_table(pa.table({"row": np.arange(1000) + 10**6}), files[0], row_group_size=300)
     assert sources.read_rows(files, ["row"], 10, 12)["row"].tolist() == [10**6 + 10, 10**6 + 11]
+
+
+def test_the_reader_is_let_go_at_the_end(night):
+    files, whole = night
+    sources.read_rows(files, ["row"], 0, 2000)
+    assert sources._cursor is not None
+    sources.read_rows(files, ["row"], 2000, len(whole))
+    assert sources._cursor is None  # no open files or buffers held into the rest of the night
