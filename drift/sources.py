@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: rows per record batch read from a file or fetched from a cursor
 CHUNK_ROWS = 65_536
+#: parquet column chunks are read through a buffer this size (pre-buffering off), not whole
+READ_BUFFER_BYTES = 1 << 20
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: integers beyond this lose digits as floats (9.2e18 and 9.2e18 + 1 look the same to a model)
 EXACT_INT = 2**53
@@ -110,9 +112,11 @@ def night_files(source: SourceSpec, batch_date: date) -> list[str]:
 
 
 def _file_batches(
-    file: str, fmt: str, columns: list[str], numeric: list[str]
-) -> Iterator[pa.RecordBatch]:
-    """The file's record batches (only ``columns``); unreadable files fail in one line."""
+    file: str, fmt: str, columns: list[str], numeric: list[str], skip: int = 0
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(first row in the file, record batch)`` of the file's ``columns``, from the row group
+    holding row ``skip`` on (parquet: earlier row groups are skipped unread, from the metadata);
+    unreadable files fail in one line."""
     name = file.rsplit("/", 1)[-1]
     fs, path = _filesystem(file)
     try:
@@ -126,13 +130,27 @@ def _file_batches(
                         column_types={c: pa.float64() for c in numeric},
                     ),
                 )
-                yield from reader
+                offset = 0
+                for record_batch in reader:
+                    yield offset, record_batch
+                    offset += record_batch.num_rows
                 return
-            parquet = pq.ParquetFile(handle)
+            # page by page through a small buffer, not whole pre-buffered column chunks
+            parquet = pq.ParquetFile(handle, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
             missing = [c for c in columns if c not in parquet.schema_arrow.names]
             if missing:
                 raise InvalidBatchError(f"{name}: missing column '{missing[0]}'")
-            yield from parquet.iter_batches(columns=columns, batch_size=CHUNK_ROWS)
+            offset = 0
+            for group in range(parquet.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                if offset + rows <= skip:
+                    offset += rows
+                    continue
+                for record_batch in parquet.iter_batches(
+                    columns=columns, batch_size=CHUNK_ROWS, row_groups=[group]
+                ):
+                    yield offset, record_batch
+                    offset += record_batch.num_rows
     except InvalidBatchError:
         raise
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
@@ -141,6 +159,16 @@ def _file_batches(
         raise InvalidBatchError(f"{name}: not a readable {fmt} file ({one_line(exc)})") from None
     except Exception as exc:  # denied, unreachable, dropped connection: the source's fault
         raise InvalidBatchError(f"{name}: cannot read ({one_line(exc)})") from None
+
+
+def _parquet_rows(file: str) -> int | None:
+    """The file's row count from its parquet footer, or None when it cannot be had cheaply."""
+    fs, path = _filesystem(file)
+    try:
+        with fs.open(path, "rb") as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    except Exception:  # unreadable: let _file_batches fail with its one-line reason
+        return None
 
 
 def _role(source: SourceSpec, column: str) -> str:
@@ -216,18 +244,36 @@ def _night_batches(
     columns: list[str],
     start: int = 0,
     stop: int | None = None,
-) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """``(file or query, record batch)`` in the night's row order, from row ``start`` on."""
+) -> Iterator[tuple[str, int, pa.RecordBatch]]:
+    """``(file or query, first row in the night, record batch)`` in the night's row order,
+    from the batch holding row ``start`` on (earlier files and row groups are not read)."""
     if source.sql is not None:
         from drift import sql_source
 
+        offset = start  # the query itself skips to ``start``
         for record_batch in sql_source.stream(source, batch_date, columns, start, stop):
-            yield "query", record_batch
+            yield "query", offset, record_batch
+            offset += record_batch.num_rows
         return
     numeric = [c for c in columns if c != source.id_column]
+    offset = 0
     for file in files:
-        for record_batch in _file_batches(file, source.format, columns, numeric):
-            yield file.rsplit("/", 1)[-1], record_batch
+        if stop is not None and offset >= stop:
+            return
+        if start > offset and source.format == "parquet":
+            n_rows = _parquet_rows(file)
+            if n_rows is not None and offset + n_rows <= start:
+                offset += n_rows
+                continue
+        n_rows = 0
+        for first, record_batch in _file_batches(
+            file, source.format, columns, numeric, skip=max(start - offset, 0)
+        ):
+            yield file.rsplit("/", 1)[-1], offset + first, record_batch
+            n_rows = first + record_batch.num_rows
+            if stop is not None and offset + n_rows >= stop:
+                return
+        offset += n_rows
 
 
 @dataclass(frozen=True)
@@ -243,7 +289,7 @@ def inspect_batch(source: SourceSpec, batch_date: date, columns: list[str]) -> B
     """Find and validate the night's rows; raises InvalidBatchError on any problem."""
     files = [] if source.sql is not None else night_files(source, batch_date)
     n_rows, ids = 0, []
-    for where, record_batch in _night_batches(source, batch_date, files, columns):
+    for where, _, record_batch in _night_batches(source, batch_date, files, columns):
         conformed = _conform(record_batch, source, where, n_rows)
         if source.id_column:
             ids.append(conformed.column(source.id_column))
@@ -279,16 +325,13 @@ def read_rows(
     start: int = 0,
     stop: int | None = None,
 ) -> pd.DataFrame:
-    """Rows ``[start, stop)`` of the night, validated, reading only what overlaps."""
-    pieces, offset = [], 0
-    if source.sql is not None:  # the query itself skips to ``start``
-        offset = start
-    for where, record_batch in _night_batches(source, batch_date, files, columns, start, stop):
-        lo, hi = offset, offset + record_batch.num_rows
-        offset = hi
+    """Rows ``[start, stop)`` of the night, validated, reading only what overlaps: earlier
+    files and parquet row groups are skipped from their metadata, not decoded."""
+    pieces = []
+    for where, lo, record_batch in _night_batches(source, batch_date, files, columns, start, stop):
         if stop is not None and lo >= stop:
             break
-        if hi <= start:
+        if lo + record_batch.num_rows <= start:
             continue
         begin = max(start - lo, 0)
         end = record_batch.num_rows if stop is None else min(stop - lo, record_batch.num_rows)

@@ -71,12 +71,6 @@ def test_hnsw_has_high_recall(data):
     assert np.mean(np.abs(hnsw - flat) < 1e-5) >= 0.95
 
 
-def test_auto_picks_ivf_above_threshold(data):
-    bank, _ = data
-    assert KNNDetector(k=5).fit(FeatureBatch(bank)).index_kind_ == "flat"
-    assert KNNDetector(k=5, auto_threshold=1000).fit(FeatureBatch(bank)).index_kind_ == "ivf"
-
-
 def test_add_equals_fitting_on_everything(data):
     bank, queries = data
     grown = KNNDetector(k=5, index="flat").fit(FeatureBatch(bank[:2000])).add(FeatureBatch(bank[2000:]))

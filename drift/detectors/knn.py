@@ -50,13 +50,18 @@ class KNNDetector(Detector):
         which neighbour's distance is the score (50 as in the paper for CIFAR-10).
     index
         ``"flat"`` exact search; ``"ivf"`` inverted lists (approximate, for big
-        banks); ``"hnsw"`` graph search (approximate, CPU only); ``"auto"`` picks
-        flat up to ``auto_threshold`` bank rows and IVF above.
+        work); ``"hnsw"`` graph search (approximate, CPU only); ``"auto"`` picks
+        by the work at fit: flat while ``expected_queries × bank rows`` is at most
+        ``auto_work``, IVF above. The choice is fitted state (saved with the
+        index), so every score of a fitted detector, calibration included, uses
+        the same search.
     nlist
         IVF cells; None = ``4·sqrt(bank rows)`` (capped so each cell gets ≥ 39
         training rows, FAISS's minimum for a sound k-means).
     nprobe
         IVF cells visited per query (capped at ``nlist``); ``nprobe = nlist`` is exact.
+        The default keeps AUROC within 0.005 of exact search on held-out OOD rows
+        (``benchmarks/scale_night.py``, ``tests/test_knn_scale.py``).
     hnsw_m
         HNSW graph degree.
     ef_search
@@ -66,8 +71,15 @@ class KNNDetector(Detector):
         the paper's cheap α < 1 variant; also applied to rows given to :meth:`add`.
     seed
         seed of the α subsampling and of IVF k-means.
-    auto_threshold
-        bank size above which ``index="auto"`` switches from flat to IVF.
+    expected_queries
+        rows expected to be scored against this bank per fit period, e.g. a night's
+        rows (a monitor scores in shards, but the whole night is the work):
+        declare it in the monitor's detector params.
+    auto_work
+        query × bank row pairs above which ``index="auto"`` uses IVF: 2·10⁹ pairs
+        is a few seconds of exact search on 2 idle cores (1.5–3 ns a pair at
+        d = 64–128, ``benchmarks/knn_speed.py``); below it IVF's k-means costs
+        about what it saves.
     chunk_size
         query rows per search call; None = as many as fit in 256 MB of results and
         normalised queries, so memory beyond the bank is bounded whatever the batch size.
@@ -104,12 +116,13 @@ class KNNDetector(Detector):
         k: int = 50,
         index: str = "auto",
         nlist: int | None = None,
-        nprobe: int = 32,
+        nprobe: int = 16,
         hnsw_m: int = 32,
         ef_search: int = 128,
         alpha: float = 1.0,
         seed: int = 0,
-        auto_threshold: int = 200_000,
+        expected_queries: int = 100_000,
+        auto_work: float = 2e9,
         chunk_size: int | None = None,
         device: str = "auto",
     ):
@@ -121,7 +134,8 @@ class KNNDetector(Detector):
         self.ef_search = ef_search
         self.alpha = alpha
         self.seed = seed
-        self.auto_threshold = auto_threshold
+        self.expected_queries = expected_queries
+        self.auto_work = auto_work
         self.chunk_size = chunk_size
         self.device = device
 
@@ -160,6 +174,8 @@ class KNNDetector(Detector):
             raise RuntimeError("knn: device='cuda' but FAISS has no GPU support or sees no GPU")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"knn: alpha must be in (0, 1], got {self.alpha}")
+        if not self.expected_queries >= 1:
+            raise ValueError(f"knn: expected_queries must be >= 1, got {self.expected_queries}")
 
     def _subsample(self, features: np.ndarray) -> np.ndarray:
         """The α fraction of ``features`` (normalised) picked by a seed that also
@@ -175,7 +191,7 @@ class KNNDetector(Detector):
     def _choose_index_kind(self, bank_rows: int) -> str:
         if self.index != "auto":
             return self.index
-        return "ivf" if bank_rows > self.auto_threshold else "flat"
+        return "ivf" if self.expected_queries * bank_rows > self.auto_work else "flat"
 
     def _build_index(self, bank: np.ndarray):
         faiss = _faiss()
