@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self
 
 import numpy as np
@@ -18,7 +19,7 @@ CHUNK_MEMORY_BYTES = 256 * 2**20
 INDEX_FILE = "index.faiss"
 
 
-def _faiss():
+def _faiss() -> ModuleType:
     """FAISS with its thread count taken from ``DRIFT_NUM_THREADS`` when set."""
     import faiss
 
@@ -125,7 +126,7 @@ class KNNDetector(Detector):
         auto_work: float = 2e9,
         chunk_size: int | None = None,
         device: str = "auto",
-    ):
+    ) -> None:
         self.k = k
         self.index = index
         self.nlist = nlist
@@ -193,7 +194,7 @@ class KNNDetector(Detector):
             return self.index
         return "ivf" if self.expected_queries * bank_rows > self.auto_work else "flat"
 
-    def _build_index(self, bank: np.ndarray):
+    def _build_index(self, bank: np.ndarray) -> Any:  # a faiss.Index (faiss ships no stubs)
         faiss = _faiss()
         d = bank.shape[1]
         if self.index_kind_ == "flat":
@@ -211,7 +212,7 @@ class KNNDetector(Detector):
             return False
         return self.device == "cuda" or (self.device == "auto" and gpu_available())
 
-    def _to_device(self, index):
+    def _to_device(self, index: Any) -> Any:
         if not self._use_gpu():
             return index
         faiss = _faiss()
