@@ -24,8 +24,7 @@ __all__ = ["app", "entrypoint"]
 def quiet_third_parties() -> None:
     """Third-party noise a person cannot act on: torch.export's LeafSpec deprecation on every
     adapt/meta-train, FAISS's loader lines (which SIMD build it tried) under ``-v``."""
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
     logging.getLogger("faiss").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
