@@ -101,9 +101,7 @@ def test_a_bad_value_is_one_line(command: str, env: dict[str, str]) -> None:
 def test_the_messages_say_what_is_wrong(env: dict[str, str]) -> None:
     status = _drift("events", "--status", "open", env=env)
     assert status.stderr.strip() == (
-        "error: --status 'open' is not an event status (one of: "
-        + ", ".join(EventStatus)
-        + ")"
+        "error: --status 'open' is not an event status (one of: " + ", ".join(EventStatus) + ")"
     )
     bad_date = _drift("run", "--date", "2026-13-01", env=env)
     assert "'2026-13-01' is not a date in the form YYYY-MM-DD" in bad_date.stderr

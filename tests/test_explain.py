@@ -212,15 +212,21 @@ def test_drift_scores_writes_every_row(world: World, tmp_path: Path, suffix: str
         assert table[f"{detector}_threshold"].eq(threshold).all()
         assert (table.loc[flags, f"{detector}_score"] > threshold).all()
         assert table[f"{detector}_p_value"].between(0, 1).all()
-        assert table.loc[flags, f"{detector}_p_value"].max() < table.loc[
-            ~flags, f"{detector}_p_value"
-        ].min()
+        assert (
+            table.loc[flags, f"{detector}_p_value"].max()
+            < table.loc[~flags, f"{detector}_p_value"].min()
+        )
 
 
 def test_drift_scores_refuses_an_unknown_format_in_one_line(world: World, tmp_path: Path) -> None:
     result = world.drift(
-        "scores", "--monitor", "digits_demo", "--date", NOVEL[1].isoformat(),
-        "--out", str(tmp_path / "scores.xlsx"),
+        "scores",
+        "--monitor",
+        "digits_demo",
+        "--date",
+        NOVEL[1].isoformat(),
+        "--out",
+        str(tmp_path / "scores.xlsx"),
     )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0

@@ -64,17 +64,21 @@ def world(
 
 def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "drift.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "drift.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
-def _n_classes(settings, monitor) -> int:  # noqa: ANN001
+def _n_classes(settings, monitor) -> int:
     from drift.pipeline.artifacts import active_fitted
 
     return active_fitted(settings, monitor)[2].manifest["n_classes"]
 
 
-def _labels(settings, monitor) -> dict[str, int]:  # noqa: ANN001
+def _labels(settings, monitor) -> dict[str, int]:
     from drift.store.db import session_scope
     from drift.store.models import FeedbackLabel
 
@@ -83,7 +87,7 @@ def _labels(settings, monitor) -> dict[str, int]:  # noqa: ANN001
     return dict(rows)
 
 
-def test_bad_labels_are_counted_per_reason_and_novel_classes_kept(world, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_labels_are_counted_per_reason_and_novel_classes_kept(world, tmp_path: Path) -> None:
     from drift.feedback import Rejection, import_labels
 
     settings, monitor, _, ids = world
@@ -112,11 +116,15 @@ def test_bad_labels_are_counted_per_reason_and_novel_classes_kept(world, tmp_pat
     assert import_labels(settings, monitor, path) == result  # idempotent
 
 
-def test_drift_feedback_import_reports_and_fails_on_nothing_valid(world, tmp_path: Path) -> None:  # noqa: ANN001
+def test_drift_feedback_import_reports_and_fails_on_nothing_valid(world, tmp_path: Path) -> None:
     settings, monitor, env, ids = world
     path = tmp_path / "labels.csv"
     pd.DataFrame(
-        [(NIGHT.isoformat(), ids[5], 1), (NIGHT.isoformat(), "999999", 1), ("2027-01-01", ids[5], 1)],
+        [
+            (NIGHT.isoformat(), ids[5], 1),
+            (NIGHT.isoformat(), "999999", 1),
+            ("2027-01-01", ids[5], 1),
+        ],
         columns=["batch_date", "row_id", "label"],
     ).to_csv(path, index=False)
     result = _drift(env, "feedback", "import", str(path), "--monitor", "digits_demo")

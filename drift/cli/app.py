@@ -104,7 +104,12 @@ def steps(items: Sequence[T], label: Callable[[T], str]) -> Iterator[T]:
             console.print(f"[{i}/{len(items)}] {label(item)}", markup=False, highlight=False)
             yield item
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(items))
         for item in items:
