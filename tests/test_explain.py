@@ -186,6 +186,17 @@ def test_report_defaults_to_the_most_shifted_night(world: World) -> None:
     assert data.most_shifted in NOVEL + COVARIATE
 
 
+def test_report_cusum_has_its_alarm_level_every_night(world: World) -> None:
+    from drift.report.data import load_report_data
+
+    nights = load_report_data(world.settings, world.monitor).detector_nights
+    assert nights["alarm_level"].notna().all() and (nights["alarm_level"] > 0).all()
+    confirm = nights[nights["night"] == NOVEL[1]]
+    evidence = _stored_evidence(world, NOVEL[1])["cusum"]
+    for row in confirm.itertuples():
+        assert row.cusum == evidence[row.detector]["sum"]  # the sum before the reset
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_drift_scores_writes_every_row(world: World, tmp_path: Path, suffix: str) -> None:
     from drift.store import repo

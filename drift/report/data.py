@@ -140,6 +140,8 @@ def _batches_in_range(
                 "event": events.get(b.id),
                 "version_path": versions.get(b.model_version_id),
                 "gate_state": b.gate_state or {},
+                # the gate's CUSUM sums (before any reset) and alarm levels of the night
+                "cusum_evidence": (b.summary or {}).get("evidence", {}).get("cusum", {}),
             }
             for b in batches
         ]
@@ -151,7 +153,8 @@ def _stored_cusum(events: Iterable[DriftEvent]) -> dict[tuple[date, str], dict[s
 
     The gate resets a detector's sum to 0 after a confirm, so ``gate_state``
     alone shows 0 on the very night the CUSUM alarmed; the evidence keeps the
-    value that crossed the alarm level.
+    value that crossed the alarm level. Nights decided since the gate's evidence is kept on
+    ``batches.summary`` carry their own sums and levels; this serves the nights before.
     """
     stored = {}
     for event in events:
@@ -175,7 +178,9 @@ def _detector_nights(
     rows = []
     for score in scores:
         night = night_of[score.batch_id]
-        stored = stored_cusum.get((night, score.detector), {})
+        stored = nights.at[night, "cusum_evidence"].get(score.detector) or stored_cusum.get(
+            (night, score.detector), {}
+        )
         tpr, m = score.details.get("tpr"), score.details.get("n_calibration")
         rows.append(
             {
@@ -419,7 +424,7 @@ def load_report_data(
         return ReportData(
             monitor=monitor.name,
             detectors=sorted(detector_nights["detector"].unique()),
-            nights=nights.drop(columns="gate_state"),
+            nights=nights.drop(columns=["gate_state", "cusum_evidence"]),
             detector_nights=detector_nights,
             column_tests=_column_tests(session, nights),
             events=[_event_view(session, e) for e in events],
