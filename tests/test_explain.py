@@ -1,6 +1,6 @@
 """`drift explain` and `drift scores`: a night's verdict in words, its per-row scores, and
-stored evidence whose fields mean what they say. Real pipeline runs on SQLite, real `drift`
-processes."""
+stored evidence whose fields mean what they say. Real pipeline runs on SQLite and Postgres,
+real `drift` processes."""
 
 from __future__ import annotations
 
@@ -40,11 +40,16 @@ class World:
         )
 
 
-@pytest.fixture(scope="module")
-def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, demo_world: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     from drift import pipeline
     from drift.config import Settings, get_monitor
     from drift.store.db import upgrade
+    from tests.conftest import create_postgres_database
 
     tmp = tmp_path_factory.mktemp("explain")
     config = tmp / "monitors.yaml"
@@ -52,21 +57,30 @@ def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     config.write_text(
         shipped.replace("base_dir: ${DRIFT_HOME}/demo", f"base_dir: {demo_world / 'demo'}")
     )
-    url = f"sqlite:///{tmp / 'drift.db'}"
+    url, drop = (
+        create_postgres_database("drift_explain")
+        if request.param == "postgres"
+        else (f"sqlite:///{tmp / 'drift.db'}", None)
+    )
     env = {
         "DRIFT_HOME": str(tmp / "home"),
         "DRIFT_DATABASE_URL": url,
         "DRIFT_CONFIG": str(config),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        upgrade(url)
-        settings = Settings()
-        monitor = get_monitor("digits_demo")
-        pipeline.fit_monitor(settings, monitor)
-        decisions = {n: pipeline.run_night(settings, monitor, n) for n in CLEAN + NOVEL + COVARIATE}
-        yield World({**os.environ, **env}, settings, monitor, decisions)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            upgrade(url)
+            settings = Settings()
+            monitor = get_monitor("digits_demo")
+            pipeline.fit_monitor(settings, monitor)
+            nights = CLEAN + NOVEL + COVARIATE
+            decisions = {n: pipeline.run_night(settings, monitor, n) for n in nights}
+            yield World({**os.environ, **env}, settings, monitor, decisions)
+    finally:
+        if drop is not None:
+            drop()
 
 
 def _stored_evidence(world: World, night: date) -> dict:
