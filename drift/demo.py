@@ -192,9 +192,7 @@ def run_stream(
             night = FIRST_NIGHT + timedelta(days=i)
             if i > 0:
                 import_labels(
-                    settings.db_url,
-                    monitor.name,
-                    feedback / f"labels-{night - timedelta(days=1)}.csv",
+                    settings, monitor, feedback / f"labels-{night - timedelta(days=1)}.csv"
                 )
             decision = pipeline.run_night(settings, monitor, night)
             decisions.append(decision)
@@ -233,7 +231,23 @@ def run_demo(
     decisions, adaptations = run_stream(settings, monitor, script, console)
     console.print(nightly_table(monitor, script, decisions, rows_per_night))
     console.print(summary_table(script, decisions, adaptations))
+    for line in explain_hints(monitor, decisions):
+        console.print(line, markup=False, highlight=False)
     return decisions
+
+
+def explain_hints(monitor: MonitorConfig, decisions: list[dict]) -> list[str]:
+    """One `drift explain` command per confirmed night: where to read why it alarmed.
+
+    >>> from types import SimpleNamespace
+    >>> explain_hints(SimpleNamespace(name="digits_demo"), [{"batch_date": "2026-11-08", "newly_confirmed": True}])
+    ['why a night alarmed: drift explain --monitor digits_demo --date 2026-11-08']
+    """
+    return [
+        f"why a night alarmed: drift explain --monitor {monitor.name} --date {d['batch_date']}"
+        for d in decisions
+        if d["newly_confirmed"]
+    ]
 
 
 def nightly_table(

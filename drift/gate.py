@@ -192,6 +192,47 @@ def own_level(test: TestResult, settings: GateSettings) -> float:
     return settings.column_fdr if is_column_test(test) else settings.alpha
 
 
+def fmt(value: float) -> str:
+    """A number as a person reads it: 3 significant digits, scientific only when tiny.
+
+    >>> fmt(0.000714), fmt(31.12), fmt(4.97e-09), fmt(0.0)
+    ('0.000714', '31.1', '5e-09', '0')
+    """
+    return "0" if value == 0 else f"{value:.3g}" if abs(value) >= 1e-4 else f"{value:.1g}"
+
+
+def _label(name: str, subject: str) -> str:
+    return f"{name}[{subject}]" if subject else name
+
+
+def evidence_of_test(
+    test: TestResult, subject: str, level: float, settings: GateSettings, decisive: bool
+) -> dict[str, Any]:
+    """One test as the stored evidence shows it, with the bars it was judged against.
+
+    ``in_act_family``: the test takes part in the act/don't-act decision, judged at
+    ``bar`` (the Bonferroni level alpha / family size); ``decisive``: it passed both its
+    bar and ``min_effect`` and so made the night significant. Evidence-only tests carry
+    their own bar (BH ``column_fdr`` for per-column tests, else ``alpha``) and ``moved``:
+    whether they pass it; they are never decisive.
+    """
+    in_family = test.name in settings.act_tests
+    bar = level if in_family else own_level(test, settings)
+    return {
+        **test.as_dict(),
+        "subject": test.subject or subject,
+        "in_act_family": in_family,
+        "bar": bar,
+        "min_effect": settings.min_effect.get(test.name, 0.0),
+        "moved": is_decisive(test, bar, settings),
+        "decisive": decisive,
+    }
+
+
+#: moved input columns named in a night's reasons (the evidence lists them all)
+MAX_COLUMNS_IN_REASON = 5
+
+
 def _signals(test: TestResult, signal: Signal) -> bool:
     record = find(test.name)
     return record is not None and record.signals is signal
@@ -306,6 +347,7 @@ def decide(
             "threshold": threshold,
             "p0": p0,
             "p1": p1,
+            "alarm": cusum.alarm(cusum_state[name]),
         }
         if cusum.alarm(cusum_state[name]):
             cusum_alarms.append(name)
@@ -316,23 +358,36 @@ def decide(
     verdict = Verdict.CONFIRM if confirm else Verdict.WARN if significant else Verdict.OK
 
     reasons = [
-        f"{test.name}{'[' + subject + ']' if subject else ''}: p={test.p_value:.3g} <= {level:.3g}, "
-        f"effect {test.effect_size:.3g}"
+        f"{_label(test.name, subject)}: p={fmt(test.p_value)} below its bar {fmt(level)} "
+        f"(alpha {fmt(settings.alpha)} / {len(act_family)} tests), effect {fmt(test.effect_size)} "
+        f">= minimum {fmt(settings.min_effect.get(test.name, 0.0))}"
         for subject, test in decisive
     ]
     reasons += [
-        f"CUSUM[{name}] {cusum_state[name]:.3g} > {cusum_evidence[name]['threshold']:.3g}"
+        f"CUSUM[{name}] {fmt(cusum_state[name])} crossed its alarm level "
+        f"{fmt(cusum_evidence[name]['threshold'])} (log-likelihood ratio of flag rate "
+        f"{cusum_evidence[name]['p1']:.1%} against {cusum_evidence[name]['p0']:.1%})"
         for name in cusum_alarms
     ]
     if persistent:
-        reasons.append(f"{sum(history)} of the last {len(history)} nights significant")
+        reasons.append(
+            f"{sum(history)} of the last {len(history)} nights significant "
+            f"(confirms at {settings.confirm_r} of {settings.confirm_w})"
+        )
 
     surged = {name for name, _ in decisive if name} | set(cusum_alarms)
-    columns_moved = [
-        t.subject
-        for t in night.tests
-        if is_column_test(t) and is_decisive(t, settings.column_fdr, settings)
-    ]
+    moved_columns = sorted(
+        (t for t in night.tests if is_column_test(t) and is_decisive(t, settings.column_fdr, settings)),
+        key=lambda t: (t.p_value, -t.effect_size),
+    )
+    columns_moved = list(dict.fromkeys(t.subject for t in moved_columns))
+    if verdict is not Verdict.OK and columns_moved:
+        shown = ", ".join(columns_moved[:MAX_COLUMNS_IN_REASON])
+        more = len(columns_moved) - MAX_COLUMNS_IN_REASON
+        reasons.append(
+            f"input columns moved (BH q <= {fmt(settings.column_fdr)}): {shown}"
+            + (f" and {more} more" if more > 0 else "")
+        )
     inputs_moved = bool(columns_moved) or any(_signals(t, Signal.INPUTS) for _, t in decisive)
     mix_moved = any(_signals(t, Signal.CLASS_MIX) for _, t in decisive)
     shift_type = (
@@ -358,16 +413,15 @@ def decide(
         "bonferroni_level": level,
         "family_size": len(act_family),
         "decisive": [f"{t.name}:{subject}" if subject else t.name for subject, t in decisive],
+        "alpha": settings.alpha,
+        "column_fdr": settings.column_fdr,
         "tests": [
-            {
-                **test.as_dict(),
-                "subject": test.subject or subject,
-                "act": test.name in settings.act_tests,
-            }
+            evidence_of_test(test, subject, level, settings, (subject, test) in decisive)
             for subject, test in detector_tests + [("", t) for t in night.tests]
         ],
         "cusum": cusum_evidence,
         "significant_history": history,
+        "confirm_r": settings.confirm_r,
         "columns_moved": columns_moved,
         "ood_rates": {name: det.ood_rate for name, det in night.detectors.items()},
     }

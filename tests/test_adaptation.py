@@ -22,7 +22,7 @@ def _run(settings, monitor, first: int, last: int) -> list[dict]:
     for i in range(first - 1, last):
         night = FIRST_NIGHT + timedelta(days=i)
         decisions.append(pipeline.run_night(settings, monitor, night))
-        import_labels(settings.db_url, monitor.name, feedback / f"labels-{night}.csv")
+        import_labels(settings, monitor, feedback / f"labels-{night}.csv")
     return decisions
 
 

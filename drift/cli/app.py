@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperOption
 
 from drift.config import MonitorConfig, load_monitors
 
@@ -22,13 +26,33 @@ err_console = Console(stderr=True)
 
 MonitorOption = Annotated[
     str | None,
-    typer.Option("--monitor", "-m", help="Monitor name (default: every configured monitor)."),
+    typer.Option(
+        "--monitor",
+        "-m",
+        metavar="NAME",
+        help="Monitor name, e.g. digits_demo (default: every configured monitor).",
+    ),
+]
+DateOption = Annotated[
+    str, typer.Option("--date", "-d", metavar="YYYY-MM-DD", help="The night, YYYY-MM-DD.")
 ]
 
 
+def _option_type(self: TyperOption, ctx: Any) -> str | None:
+    """typer labels every option with its annotation (`--verbose <bool>`, `<str>`): show a
+    flag bare and a value option by its metavar (NAME, YYYY-MM-DD, FILE)."""
+    if self.is_flag:
+        return None
+    return self.metavar if self.metavar is not None else self.display_type(ctx)
+
+
+TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
+
+
 def error(message: str) -> None:
-    """One line on stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr; the message is printed as is (no markup: `[a-z0-9_]` stays)."""
+    text = " ".join(str(message).split())  # one line, whatever the message held
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -67,3 +91,28 @@ def redact_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+T = TypeVar("T")
+
+
+def steps(items: Sequence[T], label: Callable[[T], str]) -> Iterator[T]:
+    """Yield ``items`` one by one, showing where a long command is: a progress bar on a
+    terminal, otherwise one line per step (``[2/5] label``) for logs and pipes."""
+    if not console.is_terminal:
+        for i, item in enumerate(items, 1):
+            console.print(f"[{i}/{len(items)}] {label(item)}", markup=False, highlight=False)
+            yield item
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=len(items))
+        for item in items:
+            progress.update(task, description=label(item))
+            yield item
+            progress.advance(task)

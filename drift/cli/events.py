@@ -14,20 +14,27 @@ from drift.cli.app import (
     MonitorOption,
     app,
     console,
+    fail,
     parse_date,
     select_monitors,
+    steps,
 )
 from drift.config import Settings
+from drift.status import EventStatus
 
 
 @app.command()
 def events(
     monitor: MonitorOption = None,
     status: Annotated[
-        str | None, typer.Option(help="warning | confirmed | adapting | resolved")
+        str | None,
+        typer.Option(
+            metavar="STATUS", help=f"Only events in this status: {' | '.join(EventStatus)}."
+        ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only events last seen on or after YYYY-MM-DD.")
+        str | None,
+        typer.Option(metavar="YYYY-MM-DD", help="Only events last seen on or after this night."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON lines instead of a table.")
@@ -40,6 +47,8 @@ def events(
     from drift.events import list_events
     from drift.store.db import session_scope
 
+    if status is not None and status not in set(EventStatus):
+        fail(f"--status '{status}' is not an event status (one of: {', '.join(EventStatus)})")
     settings = Settings()
     with session_scope(settings.db_url) as session:
         rows = list_events(
@@ -86,22 +95,35 @@ app.add_typer(feedback_app, name="feedback")
 @feedback_app.command("import")
 def feedback_import(
     file: Annotated[
-        Path, typer.Argument(help="CSV or parquet with columns batch_date, row_id, label.")
+        Path,
+        typer.Argument(
+            metavar="FILE", help="CSV or parquet with columns batch_date, row_id, label."
+        ),
     ],
     monitor: Annotated[
-        str, typer.Option("--monitor", "-m", help="The monitor the rows belong to.")
+        str, typer.Option("--monitor", "-m", metavar="NAME", help="The monitor the rows belong to.")
     ],
 ) -> None:
     """Load delayed labels (idempotent: a re-imported row keeps one label, the latest).
 
-    Example: `drift feedback import labels-2026-11-20.csv --monitor fraud_scorer`
+    Labels of nights never run, of row ids the night did not have, and repeated labels of
+    one row are left out and counted per reason; labels outside the model's classes are
+    kept and counted as novel-class evidence. A file with no valid label exits 1.
+
+    Example: `drift feedback import labels-2026-11-20.csv --monitor digits_demo`
     """
     from drift.feedback import import_labels
 
     settings = Settings()
-    select_monitors(monitor)  # a clear error for an unknown monitor
-    n_rows = import_labels(settings.db_url, monitor, file)
-    console.print(f"{monitor}: {n_rows} labels imported from {file}")
+    (m,) = select_monitors(monitor)  # a clear error for an unknown monitor
+    result = import_labels(settings, m, file)
+    novel = f", {result.novel_class} outside the model's classes (novel-class evidence)"
+    console.print(
+        f"{monitor}: {result.imported} labels imported from {file}"
+        f"{novel if result.novel_class else ''}; left out: {result.describe_rejected()}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("adapt")
@@ -131,12 +153,13 @@ def meta_train(monitor: MonitorOption = None) -> None:
     from drift import pipeline
 
     settings = Settings()
-    for m in select_monitors(monitor):
+    monitors = select_monitors(monitor)
+    for m in monitors:
         if not m.adaptation.enabled:  # as the weekly DAG: no task for such a monitor
             console.print(f"{m.name}: adaptation is disabled - nothing to meta-train")
-            continue
-        with console.status(f"meta-training {m.name}"):
-            result = pipeline.meta_train(settings, m)
+    trainable = [m for m in monitors if m.adaptation.enabled]
+    for m in steps(trainable, lambda m: f"meta-training {m.name}"):
+        result = pipeline.meta_train(settings, m)
         console.print(
             f"{m.name}: meta-initialisation saved ({result['path']}), final loss {result['final_loss']:.3f}"
         )

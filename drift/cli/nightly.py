@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from drift.cli.app import (
+    DateOption,
     MonitorOption,
     app,
     console,
-    err_console,
     error,
     fail,
     parse_date,
     redact_url,
     select_monitors,
+    steps,
 )
 from drift.config import ConfigError, Settings
 from drift.model_files import first_line
@@ -40,16 +42,15 @@ def init() -> None:
 def fit(monitor: MonitorOption = None) -> None:
     """Fit detectors and calibration on the reference data; activates a new model version.
 
-    Example: `drift fit --monitor digits`
+    Example: `drift fit --monitor digits_demo`
     """
     from drift import pipeline
 
     settings = Settings()
     failed = False
-    for m in select_monitors(monitor):
+    for m in steps(select_monitors(monitor), lambda m: f"fitting {m.name}"):
         try:
-            with console.status(f"fitting {m.name}"):
-                result = pipeline.fit_monitor(settings, m)
+            result = pipeline.fit_monitor(settings, m)
         except ConfigError:
             raise
         except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad reference, model, params
@@ -67,14 +68,12 @@ def fit(monitor: MonitorOption = None) -> None:
 
 @app.command()
 def run(
-    batch_date: Annotated[
-        str, typer.Option("--date", "-d", help="The night to process, YYYY-MM-DD.")
-    ],
+    batch_date: DateOption,
     monitor: MonitorOption = None,
 ) -> None:
     """Process one night: validate, embed, score, test, decide, alert.
 
-    Example: `drift run --date 2026-11-26 --monitor digits`
+    Example: `drift run --date 2026-11-26 --monitor digits_demo`
     """
     from drift import pipeline
 
@@ -132,8 +131,8 @@ def status(monitor: MonitorOption = None) -> None:
 
 @app.command()
 def backfill(
-    start: Annotated[str, typer.Option(help="First night, YYYY-MM-DD.")],
-    end: Annotated[str, typer.Option(help="Last night, YYYY-MM-DD (inclusive).")],
+    start: Annotated[str, typer.Option(metavar="YYYY-MM-DD", help="First night.")],
+    end: Annotated[str, typer.Option(metavar="YYYY-MM-DD", help="Last night (inclusive).")],
     monitor: MonitorOption = None,
     rerun: Annotated[bool, typer.Option(help="Also re-run nights that already succeeded.")] = False,
 ) -> None:
@@ -165,14 +164,12 @@ def backfill(
         nights = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         missed = [n for n in nights if n not in done]
         console.print(f"{m.name}: {len(missed)} of {len(nights)} nights to run")
-        for night in missed:
+        for night in steps(missed, partial("{} {}".format, m.name)):
             try:
                 decision = pipeline.run_night(settings, m, night)
                 console.print(f"  {night}: {decision['verdict']}")
             except pipeline.BatchFailedError as exc:
-                err_console.print(
-                    f"  [red]{night}: failed[/] {exc}", highlight=False, soft_wrap=True
-                )
+                error(f"{night}: failed: {first_line(exc)}")
                 failures += 1
     if failures:
         raise typer.Exit(1)

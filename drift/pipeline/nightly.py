@@ -203,19 +203,26 @@ def aggregate(
 def _test_row(result: TestResult, monitor: MonitorConfig) -> dict[str, Any]:
     """A drift_tests row; ``significant`` is the test's own verdict (the gate decides on
     the whole family): per-column p-values are BH-adjusted (FDR ``column_fdr``), the
-    rest are raw at the gate's ``alpha``, and both need the gate's minimum effect size."""
+    rest are raw at the gate's ``alpha``, and both need the gate's minimum effect size.
+    Whether it was *decisive* (Bonferroni across the act family) is in the gate's
+    evidence on ``batches.summary``."""
+    level = gate.own_level(result, monitor.gate)
     return {
         "test": result.name,
         "subject": result.subject,
         "statistic": result.statistic,
         "p_value": result.p_value,
         "effect_size": result.effect_size,
-        "significant": gate.is_decisive(result, gate.own_level(result, monitor.gate), monitor.gate),
-        "details": {},
+        "significant": gate.is_decisive(result, level, monitor.gate),
+        "details": {
+            "in_act_family": result.name in monitor.gate.act_tests,
+            "own_level": level,
+            "min_effect": monitor.gate.min_effect.get(result.name, 0.0),
+        },
     }
 
 
-def _night_evidence(session: Session, batch: Batch, batch_date: date) -> gate.NightEvidence:
+def night_evidence(session: Session, batch: Batch, batch_date: date) -> gate.NightEvidence:
     """The gate's input for one night, rebuilt from the stored scores and tests, so
     that `decide` can run (or re-run) on any worker."""
     tests = [
@@ -247,7 +254,7 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
     with session_scope(settings.db_url) as session:
         batch = repo.get_batch(session, monitor_id, batch_date)
         previous = repo.previous_batch(session, monitor_id, batch_date)
-        evidence = _night_evidence(session, batch, batch_date)
+        evidence = night_evidence(session, batch, batch_date)
         decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
         event = events.record_decision(
             session, monitor_id, batch, decision
@@ -256,7 +263,13 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
         batch.error = None
         batch.finished_at = utcnow()
         ood_rate = {s.detector: s.ood_rate for s in batch.scores}
-        batch.summary = {"ood_rate": ood_rate, "reasons": decision.reasons}
+        # the gate's evidence as decided: `drift explain` reads it back
+        batch.summary = {
+            "ood_rate": ood_rate,
+            "reasons": decision.reasons,
+            "shift_type": decision.shift_type,
+            "evidence": decision.evidence,
+        }
         return {
             "monitor": monitor.name,
             "batch_date": batch_date.isoformat(),

@@ -140,6 +140,8 @@ def _batches_in_range(
                 "event": events.get(b.id),
                 "version_path": versions.get(b.model_version_id),
                 "gate_state": b.gate_state or {},
+                # the gate's CUSUM sums (before any reset) and alarm levels of the night
+                "cusum_evidence": (b.summary or {}).get("evidence", {}).get("cusum", {}),
             }
             for b in batches
         ]
@@ -151,7 +153,8 @@ def _stored_cusum(events: Iterable[DriftEvent]) -> dict[tuple[date, str], dict[s
 
     The gate resets a detector's sum to 0 after a confirm, so ``gate_state``
     alone shows 0 on the very night the CUSUM alarmed; the evidence keeps the
-    value that crossed the alarm level.
+    value that crossed the alarm level. Nights decided since the gate's evidence is kept on
+    ``batches.summary`` carry their own sums and levels; this serves the nights before.
     """
     stored = {}
     for event in events:
@@ -175,7 +178,9 @@ def _detector_nights(
     rows = []
     for score in scores:
         night = night_of[score.batch_id]
-        stored = stored_cusum.get((night, score.detector), {})
+        stored = nights.at[night, "cusum_evidence"].get(score.detector) or stored_cusum.get(
+            (night, score.detector), {}
+        )
         tpr, m = score.details.get("tpr"), score.details.get("n_calibration")
         rows.append(
             {
@@ -312,10 +317,48 @@ def _adaptations(
     ]
 
 
-def most_shifted_night(detector_nights: pd.DataFrame) -> date:
-    """The night whose largest OOD-rate excess over its expected rate is largest."""
-    excess = detector_nights["ood_rate"] - detector_nights["expected_rate"].fillna(0.0)
-    return excess.groupby(detector_nights["night"]).max().idxmax()
+def _act_tests(session: Session, nights: pd.DataFrame, monitor: MonitorConfig) -> pd.DataFrame:
+    """Every night's act-family tests (night, test, subject, p_value, effect_size, min_effect)."""
+    night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
+    tests = session.scalars(
+        select(DriftTest).where(
+            DriftTest.batch_id.in_(list(night_of)),
+            DriftTest.test.in_(list(monitor.gate.act_tests)),
+        )
+    )
+    rows = [
+        (
+            night_of[t.batch_id],
+            t.test,
+            t.subject,
+            t.p_value,
+            t.effect_size,
+            monitor.gate.min_effect.get(t.test, 0.0),
+        )
+        for t in tests
+    ]
+    columns = ["night", "test", "subject", "p_value", "effect_size", "min_effect"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def most_shifted_night(act_tests: pd.DataFrame) -> date:
+    """The night whose strongest act-family test is strongest, judged as the gate judges.
+
+    Each night's strongest test is its smallest p-value among tests whose effect reaches
+    the gate's minimum (effect-less p-values first count only when no night has one);
+    p-values that underflow alike are told apart by the larger effect over its minimum.
+
+    >>> tests = pd.DataFrame({"night": [1, 1, 2, 3], "test": ["a"] * 4, "subject": [""] * 4,
+    ...     "p_value": [0.2, 1e-30, 0.0, 1e-9], "effect_size": [0.9, 0.01, 0.3, 0.5],
+    ...     "min_effect": [0.05] * 4})
+    >>> int(most_shifted_night(tests))
+    2
+    """
+    strong = act_tests[act_tests["effect_size"] >= act_tests["min_effect"]]
+    ranked = (strong if not strong.empty else act_tests).assign(
+        excess=lambda t: t["effect_size"] - t["min_effect"]
+    )
+    return ranked.sort_values(["p_value", "excess"], ascending=[True, False]).iloc[0]["night"]
 
 
 def top_columns(column_tests: pd.DataFrame, night: date) -> pd.DataFrame:
@@ -353,7 +396,7 @@ def load_report_data(
         the range of nights; None: from the first / to the last stored night.
     night
         the night the histograms compare with the reference; None: the most
-        shifted night in range (:func:`most_shifted_night`).
+        shifted night in range by the gate's act-family tests (:func:`most_shifted_night`).
 
     Raises
     ------
@@ -370,7 +413,10 @@ def load_report_data(
         detector_nights = _detector_nights(session, nights, events)
         if detector_nights.empty:
             raise ReportError(f"monitor '{monitor.name}': no scored nights in range")
-        most_shifted = most_shifted_night(detector_nights)
+        act_tests = _act_tests(session, nights, monitor)
+        most_shifted = (
+            most_shifted_night(act_tests) if not act_tests.empty else detector_nights["night"].iloc[0]
+        )
         if night is None:
             night = most_shifted
         elif night not in set(detector_nights["night"]):
@@ -378,7 +424,7 @@ def load_report_data(
         return ReportData(
             monitor=monitor.name,
             detectors=sorted(detector_nights["detector"].unique()),
-            nights=nights.drop(columns="gate_state"),
+            nights=nights.drop(columns=["gate_state", "cusum_evidence"]),
             detector_nights=detector_nights,
             column_tests=_column_tests(session, nights),
             events=[_event_view(session, e) for e in events],

@@ -154,6 +154,15 @@ def save_drift_tests(session: Session, batch_id: int, rows: Sequence[dict[str, A
     upsert(session, DriftTest, [{"batch_id": batch_id, **r} for r in rows], ["batch_id", "test", "subject"])
 
 
+def find_batch(session: Session, monitor: str, batch_date: date) -> Batch | None:
+    """The monitor's (by name) night ``batch_date``, or None when it was never started."""
+    return session.scalars(
+        select(Batch)
+        .join(MonitoredModel, MonitoredModel.id == Batch.monitor_id)
+        .where(MonitoredModel.name == monitor, Batch.batch_date == batch_date)
+    ).one_or_none()
+
+
 def previous_batch(session: Session, monitor_id: int, before: date) -> Batch | None:
     """The latest decided night before ``before`` (whose gate state the next night continues)."""
     return session.scalars(
