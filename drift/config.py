@@ -287,6 +287,17 @@ class MonitorsFile(_Strict):
     base_dir: str | None = None
     monitors: list[MonitorConfig] = Field(min_length=1)
 
+    @field_validator("monitors")
+    @classmethod
+    def _unique_names(cls, monitors: list[MonitorConfig]) -> list[MonitorConfig]:
+        # a monitor's name keys its rows, artifacts and DAG: two would share them
+        seen: set[str] = set()
+        for monitor in monitors:
+            if monitor.name in seen:
+                raise ValueError(f"two monitors are named '{monitor.name}'")
+            seen.add(monitor.name)
+        return monitors
+
 
 def _describe(error: ValidationError) -> str:
     # an unknown key is usually a typo, and the cause of any "field required" beside it

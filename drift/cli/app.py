@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from drift.config import MonitorConfig, load_monitors
 
@@ -27,8 +28,8 @@ MonitorOption = Annotated[
 
 
 def error(message: str) -> None:
-    """One line on stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr, printed as it is: brackets in it (``[a-z0-9_]``) are not markup."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -24,6 +24,7 @@ from drift.atomic import write_file
 from drift.batch import InvalidBatchError
 from drift.config import MonitorConfig, Settings
 from drift.embed import Embedder
+from drift.model_files import first_line
 from drift.pipeline import redecide
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
@@ -94,7 +95,7 @@ def score_shard(
         shard["stop"],
     )
     batch = Embedder(fitted.model_spec(monitor.model), monitor.source.input_columns).embed_frame(
-        frame
+        frame, first_row=shard["start"]
     )
 
     rows = pd.DataFrame({"row": np.arange(shard["start"], shard["stop"])})
@@ -186,7 +187,8 @@ def aggregate(
         reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
         n_classes=fitted.manifest["n_classes"],
     )
-    for compute in stats.computes(Scope.BATCH, Scope.COLUMN):
+    # a tiny night is still scored and decided, on the tests that can read it
+    for compute in stats.computes(Scope.BATCH, Scope.COLUMN, n_rows=len(sample)):
         test_rows.extend(compute(batch_sample))
 
     with session_scope(settings.db_url) as session:
@@ -194,6 +196,7 @@ def aggregate(
         repo.save_detector_scores(session, batch.id, score_rows)
         repo.save_drift_tests(session, batch.id, [_test_row(t, monitor) for t in test_rows])
         batch.n_rows = len(rows)
+        batch.summary = {"too_small": stats.too_small(len(sample), Scope.BATCH, Scope.COLUMN)}
     return {
         "batch_date": plan["batch_date"],
         "n_rows": len(rows),
@@ -277,7 +280,9 @@ def _decide_night(
     batch.error = None
     batch.finished_at = utcnow()
     ood_rate = {s.detector: s.ood_rate for s in batch.scores}
-    batch.summary = {"ood_rate": ood_rate, "reasons": decision.reasons}
+    too_small = list(batch.summary.get("too_small", []))
+    reasons = too_small + decision.reasons
+    batch.summary = {"ood_rate": ood_rate, "reasons": reasons, "too_small": too_small}
     night: NightDecision = {
         "monitor": monitor.name,
         "batch_date": batch_date.isoformat(),
@@ -287,7 +292,7 @@ def _decide_night(
         "event_id": event.id if event else None,
         "event_status": EventStatus(event.status) if event else None,
         "newly_confirmed": bool(event and event.confirmed_on == batch_date),
-        "reasons": decision.reasons,
+        "reasons": reasons,
     }
     for alert in _night_alerts(monitor, night):
         alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch.id, **alert)
@@ -366,8 +371,8 @@ def record_failure(
                 monitor_id=monitor_id, batch_id=batch_id,
             )
         alerts.deliver_pending(settings.db_url, monitor.alerts, monitor_id)
-    except Exception:  # the database may be what failed; the caller re-raises the cause
-        log.exception("%s %s: could not record the failure", monitor.name, batch_date)
+    except Exception as exc:  # the database may be what failed; the caller re-raises the cause
+        log.error("%s %s: could not record the failure: %s", monitor.name, batch_date, first_line(exc))
 
 
 def run_night(
@@ -387,7 +392,9 @@ def run_night(
         aggregate(settings, monitor, plan, summaries)
         decision = decide(settings, monitor, batch_date)
     except Exception as exc:
-        record_failure(settings, monitor, batch_date, f"{type(exc).__name__}: {exc}")
-        raise BatchFailedError(f"{monitor.name} {batch_date}: {exc}") from exc
+        # one line: a database error's text goes on with its SQL and parameters
+        reason = first_line(exc)
+        record_failure(settings, monitor, batch_date, f"{type(exc).__name__}: {reason}")
+        raise BatchFailedError(f"{monitor.name} {batch_date}: {reason}") from exc
     decision["alerts"] = send_alerts(settings, monitor, decision)
     return decision
