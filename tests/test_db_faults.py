@@ -23,7 +23,7 @@ def test_a_connection_terminated_mid_night_is_one_line(drift_env, demo_monitor, 
     admin = create_engine(postgres_url)
     killed: list[int] = []
 
-    def terminate_before_the_tests_are_saved(connection, cursor, statement, *_):  # noqa: ANN001, ANN202
+    def terminate_before_the_tests_are_saved(connection, cursor, statement, *_):
         if "INSERT INTO drift_tests" in statement and not killed:
             pid = connection.connection.dbapi_connection.get_backend_pid()
             with admin.begin() as other:

@@ -70,7 +70,7 @@ class _Stall:
 class _Receiver(BaseHTTPRequestHandler):
     acknowledged: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)
         self.end_headers()
@@ -88,7 +88,7 @@ def stall() -> Iterator[_Stall]:
     server.close()
 
 
-def _alerts(world: dict) -> tuple[list[tuple], list[tuple]]:
+def _alerts(world: dict) -> tuple[list[tuple], list[tuple]]:  # noqa: F811
     engine = create_engine(f"sqlite:///{world['dir'] / 'drift.db'}")
     with engine.connect() as connection:
         rows = connection.execute(text("select kind, status, attempts from alerts order by id")).all()
@@ -141,10 +141,10 @@ def test_an_alert_survives_a_kill_during_delivery_and_is_delivered_once(world, s
     assert [(kind, status) for kind, status, _ in alerts] == [("ood_surge", "sent")]
 
 
-def _env(world: dict) -> dict[str, str]:
+def _env(tiny: dict) -> dict[str, str]:
     return {
         **os.environ,
-        "DRIFT_HOME": str(world["dir"] / "home"),
-        "DRIFT_DATABASE_URL": f"sqlite:///{world['dir'] / 'drift.db'}",
-        "DRIFT_CONFIG": str(world["config"]),
+        "DRIFT_HOME": str(tiny["dir"] / "home"),
+        "DRIFT_DATABASE_URL": f"sqlite:///{tiny['dir'] / 'drift.db'}",
+        "DRIFT_CONFIG": str(tiny["config"]),
     }
