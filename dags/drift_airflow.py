@@ -20,6 +20,7 @@ from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from drift.config import MonitorConfig, Settings, get_monitor
+from drift.model_files import first_line
 
 #: Airflow connection of the event store; without it, DRIFT_DATABASE_URL (or the default) is used
 DRIFT_DB_CONN_ID = "drift_db"
@@ -94,7 +95,10 @@ def pipeline_step(monitor_name: str) -> Iterator[tuple[Settings, MonitorConfig]]
 def _failure_text(context: Context) -> str:
     ti = context["ti"]
     where = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-    return f"task {where} failed: {context.get('exception')}"
+    exc = context.get("exception")
+    # one line: a database error's text goes on with its SQL and parameters
+    reason = first_line(exc) if isinstance(exc, BaseException) else str(exc)
+    return f"task {where} failed: {reason}"
 
 
 def record_failed_night(monitor_name: str) -> Callable[[Context], None]:

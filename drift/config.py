@@ -128,6 +128,9 @@ class SourceSpec(_Strict):
     input_columns: list[str] = Field(min_length=1)
     #: string, integer or UUID; kept with the per-row scores and matched with feedback labels
     id_column: str | None = None
+    #: inputs larger in magnitude fail the night: a finite float32 near its limit
+    #: (1e38) overflows the model's sums and the detectors' distances
+    max_abs_value: float = Field(1e15, gt=0)
 
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
@@ -286,6 +289,17 @@ class MonitorsFile(_Strict):
     #: ``${VAR}`` environment references are expanded
     base_dir: str | None = None
     monitors: list[MonitorConfig] = Field(min_length=1)
+
+    @field_validator("monitors")
+    @classmethod
+    def _unique_names(cls, monitors: list[MonitorConfig]) -> list[MonitorConfig]:
+        # a monitor's name keys its rows, artifacts and DAG: two would share them
+        seen: set[str] = set()
+        for monitor in monitors:
+            if monitor.name in seen:
+                raise ValueError(f"two monitors are named '{monitor.name}'")
+            seen.add(monitor.name)
+        return monitors
 
 
 def _describe(error: ValidationError) -> str:

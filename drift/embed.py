@@ -113,8 +113,9 @@ class Embedder:
             self._module = load_module(self.spec)
         return self._module
 
-    def embed_frame(self, frame: pd.DataFrame) -> FeatureBatch:
-        """``FeatureBatch`` of the rows in ``frame`` (raw inputs or precomputed columns)."""
+    def embed_frame(self, frame: pd.DataFrame, first_row: int = 0) -> FeatureBatch:
+        """``FeatureBatch`` of the rows in ``frame`` (raw inputs or precomputed columns);
+        ``first_row`` is the night's row number of the frame's first row (for messages)."""
         if self.spec.format == "precomputed":
             features = frame[self.spec.feature_columns].to_numpy(np.float32)
             logits = (
@@ -123,9 +124,9 @@ class Embedder:
                 else None
             )
             return FeatureBatch(features, logits)
-        return self.embed_array(frame[self.input_columns].to_numpy(np.float32))
+        return self.embed_array(frame[self.input_columns].to_numpy(np.float32), first_row)
 
-    def embed_array(self, inputs: np.ndarray) -> FeatureBatch:
+    def embed_array(self, inputs: np.ndarray, first_row: int = 0) -> FeatureBatch:
         import torch
 
         model = self._model()
@@ -150,4 +151,21 @@ class Embedder:
                     )
                 features.append(output[0].float().cpu().numpy())
                 logits.append(output[1].float().cpu().numpy())
+                self._check_finite(inputs, start, features[-1], logits[-1], first_row)
         return FeatureBatch(np.concatenate(features), np.concatenate(logits))
+
+    def _check_finite(
+        self, inputs: np.ndarray, start: int, features: np.ndarray, logits: np.ndarray, first_row: int
+    ) -> None:
+        """Name the input row (and its largest value's column) whose outputs overflowed:
+        finite float32 inputs as large as 1e38 still overflow most models."""
+        finite = np.isfinite(features).all(axis=1) & np.isfinite(logits).all(axis=1)
+        if finite.all():
+            return
+        row = start + int(np.flatnonzero(~finite)[0])
+        col = int(np.argmax(np.abs(inputs[row])))
+        raise InvalidBatchError(
+            f"model output is not finite for row {first_row + row} "
+            f"(input column '{self.input_columns[col]}' = {inputs[row, col]:g}): "
+            "inputs that large overflow the model"
+        )

@@ -212,12 +212,18 @@ def _conform(
                     "an integer too large to use as a number (above 2^53)"
                 )
         values = pc.cast(column, pa.float64())
-        bad = pc.or_kleene(nulls, pc.greater(pc.abs(values), FLOAT32_MAX))  # inf included
+        limit = min(FLOAT32_MAX, source.max_abs_value)
+        bad = pc.or_kleene(nulls, pc.greater(pc.abs(values), limit))  # inf included
         if pc.any(bad).as_py():
             row = _first(bad)
             value = values[row].as_py()
             what = "null/NaN" if value is None or value != value else f"{value:g}"
-            beyond = "" if what == "null/NaN" or abs(value) == float("inf") else " (beyond float32)"
+            beyond = (
+                "" if what == "null/NaN" or abs(value) == float("inf")
+                else " (beyond float32)" if abs(value) > FLOAT32_MAX
+                # a finite float32 this large overflows the model's sums and distances
+                else f" (beyond source.max_abs_value {source.max_abs_value:g})"
+            )
             raise InvalidBatchError(
                 f"{where}: {role} '{name}' has {what} at row {row + offset}{beyond}"
             )

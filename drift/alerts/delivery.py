@@ -1,8 +1,12 @@
-"""Deliver an alert to every configured sink, at most once per dedupe key.
+"""Deliver an alert to every configured sink, at most once per dedupe key, through an outbox.
 
-:func:`dispatch` inserts the alert row keyed by ``dedupe_key`` (insert-or-get
+:func:`enqueue` inserts the alert row keyed by ``dedupe_key`` (insert-or-get
 with ``ON CONFLICT DO NOTHING``, safe under concurrent writers on Postgres and
-SQLite), then delivers it to every configured sink that has not had it yet.
+SQLite) as ``pending``, in the transaction that decides the night, so the
+alert commits with the verdict or not at all. :func:`deliver_pending` then
+delivers every pending row to every configured sink that has not had it yet
+(after the verdict committed: the next night, a backfill or
+``drift alerts flush`` deliver what a crash left behind).
 An alert already sent is never resent; a failing sink is retried with
 exponential backoff up to ``max_attempts``; the failure is recorded on the row
 (``status``, ``attempts``, ``last_error``) and never raised into the nightly
@@ -13,8 +17,9 @@ Secrets (each sink's :meth:`~drift.alerts.sinks.Sink.secrets`: the webhook
 URL's path and query, the SMTP password) never reach a log line or
 ``last_error``: every error text is redacted before it leaves this module.
 
-Call :func:`dispatch` with a session of its own (``session_scope``) so that the
-alert record commits whatever happens to the night's other writes.
+A process killed while a sink is sending leaves the row ``pending``: that one
+send is repeated by the next delivery (the receiver never acknowledged it);
+an acknowledged send is committed as ``sent`` before the next alert starts.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from drift.store.models import Alert
 from drift.store.types import json_safe, utcnow
 
 log = logging.getLogger("drift.alerts")
+
+#: the outbox: alerts still to deliver (``failed`` ones are tried again on the next delivery)
+OUTBOX_STATUSES = ("pending", "failed")
 
 
 def _describe(exc: Exception) -> str:
@@ -58,9 +66,8 @@ def _insert_or_get(session: Session, values: dict[str, Any]) -> Alert:
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
-def dispatch(
+def enqueue(
     session: Session,
-    settings: AlertPolicy,
     *,
     kind: str,
     dedupe_key: str,
@@ -71,29 +78,14 @@ def dispatch(
     batch_id: int | None = None,
     severity: str = "warning",
 ) -> Alert:
-    """Record and deliver one alert, at most once per ``dedupe_key``; never raises on delivery.
+    """Write the alert to the outbox (a ``pending`` row) in the caller's transaction; send nothing.
 
-    Returns the alert row: ``status`` is ``sent`` when every sink delivered
-    (now or earlier), ``failed`` when some sink still failed after
-    ``max_attempts`` attempts (``last_error`` says why, redacted).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from sqlalchemy.orm import Session
-    >>> from drift.alerts import AlertSettings
-    >>> from drift.store.db import get_engine, upgrade
-    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "alerts.db")
-    >>> upgrade(url)
-    >>> with Session(get_engine(url)) as session:
-    ...     first = dispatch(session, AlertSettings(), kind="ood_surge", dedupe_key="m:2024-01-01:ood_surge",
-    ...                      message="OOD surge", payload={"ood_rate": 0.4})
-    ...     again = dispatch(session, AlertSettings(), kind="ood_surge", dedupe_key="m:2024-01-01:ood_surge",
-    ...                      message="OOD surge", payload={"ood_rate": 0.4})
-    ...     print(first.status, first.attempts, again.id == first.id, again.attempts)
-    sent 1 True 1
+    The row commits with whatever else the transaction writes (the night's
+    verdict), so a process that dies before delivery leaves it ``pending`` for
+    :func:`deliver_pending`. An alert already recorded under ``dedupe_key`` is
+    returned as it is.
     """
-    alert = _insert_or_get(
+    return _insert_or_get(
         session,
         {
             "dedupe_key": dedupe_key,
@@ -109,9 +101,19 @@ def dispatch(
             "created_at": utcnow(),
         },
     )
+
+
+def deliver(session: Session, settings: AlertPolicy, alert: Alert) -> Alert:
+    """Deliver one outbox row to every configured sink that has not had it; never raises.
+
+    ``status`` becomes ``sent`` when every sink delivered (now or earlier) and
+    ``failed`` when some sink still failed after ``max_attempts`` attempts
+    (``last_error`` says why, redacted); a ``failed`` row is tried again by
+    the next :func:`deliver_pending`.
+    """
     if alert.status == "sent":
         return alert
-
+    payload = {k: v for k, v in alert.payload.items() if k != SINKS_KEY}
     delivered = dict(alert.payload.get(SINKS_KEY, {}))
     pending = {
         sink.name: (sink, config)
@@ -126,10 +128,13 @@ def dispatch(
         alert.attempts += 1
         for name, (sink, config) in list(pending.items()):
             try:
-                sink.send(config, kind, message, payload)
+                sink.send(config, alert.kind, alert.message, payload)
             except Exception as exc:  # any sink failure is recorded, never raised
                 errors[name] = redact(_describe(exc), secrets)
-                log.warning("alert %s: %s sink failed (attempt %d): %s", dedupe_key, name, alert.attempts, errors[name])
+                log.warning(
+                    "alert %s: %s sink failed (attempt %d): %s",
+                    alert.dedupe_key, name, alert.attempts, errors[name],
+                )
             else:
                 delivered[name] = "sent"
                 errors.pop(name, None)
@@ -148,6 +153,108 @@ def dispatch(
     return alert
 
 
+def dispatch(session: Session, settings: AlertPolicy, **alert: Any) -> Alert:
+    """Record and deliver one alert now, at most once per ``dedupe_key``; never raises on delivery.
+
+    :func:`enqueue` then :func:`deliver` in one transaction: for alerts that no
+    other write depends on (a failed task). The night's own alerts go through
+    the outbox instead (``enqueue`` with the verdict, :func:`deliver_pending` after).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from sqlalchemy.orm import Session
+    >>> from drift.alerts import AlertSettings
+    >>> from drift.store.db import get_engine, upgrade
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "alerts.db")
+    >>> upgrade(url)
+    >>> with Session(get_engine(url)) as session:
+    ...     first = dispatch(session, AlertSettings(), kind="ood_surge", dedupe_key="m:2024-01-01:ood_surge",
+    ...                      message="OOD surge", payload={"ood_rate": 0.4})
+    ...     again = dispatch(session, AlertSettings(), kind="ood_surge", dedupe_key="m:2024-01-01:ood_surge",
+    ...                      message="OOD surge", payload={"ood_rate": 0.4})
+    ...     print(first.status, first.attempts, again.id == first.id, again.attempts)
+    sent 1 True 1
+    """
+    return deliver(session, settings, enqueue(session, **alert))
+
+
+def deliver_pending(db_url: str, settings: AlertPolicy, monitor_id: int | None) -> list[Alert]:
+    """Deliver the monitor's outbox: every ``pending`` or ``failed`` alert, oldest first.
+
+    Each alert is delivered in a transaction of its own that holds its row
+    locked (``FOR UPDATE SKIP LOCKED`` on Postgres: two deliverers never send
+    the same row; SQLite serialises writers), and commits the outcome before
+    the next, so a crash repeats at most the delivery that was under way.
+    Returns the rows delivered or tried.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from drift.alerts import AlertSettings
+    >>> from drift.store.db import session_scope, upgrade
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "outbox.db")
+    >>> upgrade(url)
+    >>> with session_scope(url) as session:
+    ...     _ = enqueue(session, kind="ood_surge", dedupe_key="k", message="OOD surge", payload={})
+    >>> [(a.kind, a.status) for a in deliver_pending(url, AlertSettings(), None)]
+    [('ood_surge', 'sent')]
+    >>> deliver_pending(url, AlertSettings(), None)
+    []
+    """
+    from drift.store.db import session_scope
+
+    with session_scope(db_url) as session:
+        ids = list(
+            session.scalars(
+                select(Alert.id)
+                .where(Alert.monitor_id.is_(None) if monitor_id is None else Alert.monitor_id == monitor_id)
+                .where(Alert.status.in_(OUTBOX_STATUSES))
+                .order_by(Alert.id)
+            )
+        )
+    done = []
+    for alert_id in ids:
+        with session_scope(db_url) as session:
+            query = select(Alert).where(Alert.id == alert_id, Alert.status.in_(OUTBOX_STATUSES))
+            alert = session.scalars(
+                query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
+            ).one_or_none()
+            if alert is not None:  # sent (or taken) by another deliverer meanwhile
+                done.append(deliver(session, settings, alert))
+                session.expunge(alert)
+    return done
+
+
+def enqueue_batch_failed(
+    session: Session,
+    settings: AlertPolicy,
+    monitor_name: str,
+    batch_date: date,
+    error: str,
+    *,
+    monitor_id: int | None = None,
+    batch_id: int | None = None,
+) -> Alert:
+    """The one alert for a failed night, into the outbox: severity ``error``, the error text redacted.
+
+    The pipeline's :func:`~drift.pipeline.record_failure` writes it with the
+    failed batch row (and the Airflow failure callback through it); one per
+    monitor and night.
+    """
+    reason = redact(error, settings.secrets())
+    return enqueue(
+        session,
+        kind="batch_failed",
+        dedupe_key=f"{monitor_name}:{batch_date.isoformat()}:batch_failed",
+        message=f"[{monitor_name}] batch {batch_date} failed: {reason}",
+        payload={"batch_date": batch_date.isoformat(), "error": reason},
+        monitor_id=monitor_id,
+        batch_id=batch_id,
+        severity="error",
+    )
+
+
 def alert_batch_failed(
     session: Session,
     settings: AlertPolicy,
@@ -158,20 +265,8 @@ def alert_batch_failed(
     monitor_id: int | None = None,
     batch_id: int | None = None,
 ) -> Alert:
-    """The one alert for a failed night: severity ``error``, the error text redacted.
-
-    Both the pipeline's :func:`~drift.pipeline.record_failure` and the Airflow
-    failure callback (through it) send this; one per monitor and night.
-    """
-    reason = redact(error, settings.secrets())
-    return dispatch(
-        session,
-        settings,
-        kind="batch_failed",
-        dedupe_key=f"{monitor_name}:{batch_date.isoformat()}:batch_failed",
-        message=f"[{monitor_name}] batch {batch_date} failed: {reason}",
-        payload={"batch_date": batch_date.isoformat(), "error": reason},
-        monitor_id=monitor_id,
-        batch_id=batch_id,
-        severity="error",
+    """:func:`enqueue_batch_failed` and deliver it now."""
+    alert = enqueue_batch_failed(
+        session, settings, monitor_name, batch_date, error, monitor_id=monitor_id, batch_id=batch_id
     )
+    return deliver(session, settings, alert)

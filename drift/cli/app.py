@@ -9,8 +9,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from typer.core import TyperOption
 
 from drift.config import MonitorConfig, load_monitors
@@ -50,9 +50,9 @@ TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
 
 
 def error(message: str) -> None:
-    """One line on stderr; the message is printed as is (no markup: `[a-z0-9_]` stays)."""
+    """One line on stderr, printed as it is: brackets in it (``[a-z0-9_]``) are not markup."""
     text = " ".join(str(message).split())  # one line, whatever the message held
-    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", text), highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:

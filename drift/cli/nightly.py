@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,7 @@ from drift.cli.app import (
     MonitorOption,
     app,
     console,
+    err_console,
     error,
     fail,
     parse_date,
@@ -23,6 +24,12 @@ from drift.cli.app import (
 )
 from drift.config import ConfigError, Settings
 from drift.model_files import first_line
+
+if TYPE_CHECKING:  # the CLI imports the pipeline (and torch) only when a command runs
+    from drift.pipeline.results import NightDecision
+
+#: the most nights one `drift backfill` plans (two years): a typo in a date is not a plan
+MAX_BACKFILL_NIGHTS = 731
 
 
 @app.command()
@@ -89,8 +96,24 @@ def run(
             continue
         rates = "  ".join(f"{d} {r:6.1%}" for d, r in decision["ood_rate"].items())
         console.print(f"{m.name} {night}: {decision['verdict'].upper():8s} OOD rate {rates}")
+        _say_redecided(m.name, decision)
     if failed:
         raise typer.Exit(1)
+
+
+def _say_redecided(name: str, decision: NightDecision) -> None:
+    """The later nights that deciding this one decided again (the gate is sequential)."""
+    nights = decision.get("redecided", [])
+    if nights:
+        changes = ", ".join(
+            f"{n['batch_date']} {n['was'] or '-'}->{n['verdict']}" if n["was"] != n["verdict"]
+            else f"{n['batch_date']} {n['verdict']}"
+            for n in nights
+        )
+        console.print(
+            f"{name}: re-decided {len(nights)} later night(s) in order: {changes}",
+            highlight=False, markup=False, soft_wrap=True,
+        )
 
 
 @app.command()
@@ -138,9 +161,13 @@ def backfill(
 ) -> None:
     """Run missed nights between START and END in order (the gate is sequential).
 
+    A night earlier than nights already decided re-decides those in order
+    (and says so). Alerts left pending by an interrupted run are delivered first.
+    At most 731 nights, none after today.
+
     Example: `drift backfill --start 2026-11-01 --end 2026-11-24`
     """
-    from datetime import timedelta
+    from datetime import date, timedelta
 
     from drift import pipeline
     from drift.store import repo
@@ -150,8 +177,14 @@ def backfill(
     first, last = parse_date(start), parse_date(end)
     if last < first:
         fail(f"--end {last} is before --start {first}")
+    if last > date.today():
+        fail(f"--end {last} is after today ({date.today()}): only nights that have happened can run")
+    span = (last - first).days + 1
+    if span > MAX_BACKFILL_NIGHTS:
+        fail(f"--start {first} to --end {last} is {span} nights; one backfill runs at most {MAX_BACKFILL_NIGHTS}")
     failures = 0
     for m in select_monitors(monitor):
+        pipeline.flush_alerts(settings, m)
         with session_scope(settings.db_url) as session:
             row = repo.get_monitor_row(session, m.name)
             done = set()
@@ -168,8 +201,11 @@ def backfill(
             try:
                 decision = pipeline.run_night(settings, m, night)
                 console.print(f"  {night}: {decision['verdict']}")
+                _say_redecided(m.name, decision)
             except pipeline.BatchFailedError as exc:
-                error(f"{night}: failed: {first_line(exc)}")
+                err_console.print(
+                    f"  {night}: failed {first_line(exc)}", highlight=False, markup=False, soft_wrap=True
+                )
                 failures += 1
     if failures:
         raise typer.Exit(1)

@@ -19,11 +19,13 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drift import gate, sources, stats
+from drift import alerts, gate, sources, stats
 from drift.atomic import write_file
 from drift.batch import InvalidBatchError
 from drift.config import MonitorConfig, Settings
 from drift.embed import Embedder
+from drift.model_files import first_line
+from drift.pipeline import redecide
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
     active_fitted,
@@ -41,7 +43,7 @@ from drift.pipeline.results import (
     ShardSummary,
 )
 from drift.stats import Scope, TestResult
-from drift.status import BatchStatus, EventStatus
+from drift.status import BatchStatus, EventStatus, Verdict
 from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.models import Batch, DriftTest
@@ -93,7 +95,7 @@ def score_shard(
         shard["stop"],
     )
     batch = Embedder(fitted.model_spec(monitor.model), monitor.source.input_columns).embed_frame(
-        frame
+        frame, first_row=shard["start"]
     )
 
     rows = pd.DataFrame({"row": np.arange(shard["start"], shard["stop"])})
@@ -185,7 +187,8 @@ def aggregate(
         reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
         n_classes=fitted.manifest["n_classes"],
     )
-    for compute in stats.computes(Scope.BATCH, Scope.COLUMN):
+    # a tiny night is still scored and decided, on the tests that can read it
+    for compute in stats.computes(Scope.BATCH, Scope.COLUMN, n_rows=len(sample)):
         test_rows.extend(compute(batch_sample))
 
     with session_scope(settings.db_url) as session:
@@ -193,6 +196,7 @@ def aggregate(
         repo.save_detector_scores(session, batch.id, score_rows)
         repo.save_drift_tests(session, batch.id, [_test_row(t, monitor) for t in test_rows])
         batch.n_rows = len(rows)
+        batch.summary = {"too_small": stats.too_small(len(sample), Scope.BATCH, Scope.COLUMN)}
     return {
         "batch_date": plan["batch_date"],
         "n_rows": len(rows),
@@ -246,107 +250,143 @@ def night_evidence(session: Session, batch: Batch, batch_date: date) -> gate.Nig
 def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> NightDecision:
     """Run the sequential gate on the night, update drift events, close the batch.
 
+    The night's alerts go to the outbox in the same transaction (delivered by
+    :func:`send_alerts`). When later nights are already decided (a missed
+    night run late), they are decided again in order after this one, in the
+    same transaction (:mod:`drift.pipeline.redecide`); ``redecided`` lists them.
     Returns a :class:`~drift.pipeline.results.NightDecision`.
     """
-    from drift import events
-
     monitor_id, _, _ = active_fitted(settings, monitor)
     with session_scope(settings.db_url) as session:
-        batch = repo.get_batch(session, monitor_id, batch_date)
-        previous = repo.previous_batch(session, monitor_id, batch_date)
-        evidence = night_evidence(session, batch, batch_date)
-        decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
-        event = events.record_decision(
-            session, monitor_id, batch, decision
-        )  # sets verdict, gate_state
-        batch.status = BatchStatus.SUCCEEDED
-        batch.error = None
-        batch.finished_at = utcnow()
-        ood_rate = {s.detector: s.ood_rate for s in batch.scores}
-        # the gate's evidence as decided: `drift explain` reads it back
-        batch.summary = {
-            "ood_rate": ood_rate,
-            "reasons": decision.reasons,
-            "shift_type": decision.shift_type,
-            "evidence": decision.evidence,
-        }
-        return {
-            "monitor": monitor.name,
-            "batch_date": batch_date.isoformat(),
-            "verdict": decision.verdict,
-            "ood_rate": ood_rate,
-            "shift_type": decision.shift_type,
-            "event_id": event.id if event else None,
-            "event_status": EventStatus(event.status) if event else None,
-            "newly_confirmed": bool(event and event.confirmed_on == batch_date),
-            "reasons": decision.reasons,
-        }
+        later = redecide.later_decided(session, monitor_id, batch_date)
+        if later:
+            redecide.rewind_events(session, monitor_id, batch_date)
+        decision = _decide_night(session, monitor, monitor_id, batch_date)
+        decision["redecided"] = []
+        for batch in later:
+            was = Verdict(batch.verdict) if batch.verdict else None
+            again = _decide_night(session, monitor, monitor_id, batch.batch_date)
+            decision["redecided"].append(
+                {"batch_date": again["batch_date"], "was": was, "verdict": again["verdict"]}
+            )
+        return decision
+
+
+def _decide_night(
+    session: Session, monitor: MonitorConfig, monitor_id: int, batch_date: date
+) -> NightDecision:
+    """Decide one night on the previous decided night's gate state; enqueue its alerts."""
+    from drift import events
+
+    batch = repo.get_batch(session, monitor_id, batch_date)
+    previous = repo.previous_batch(session, monitor_id, batch_date)
+    evidence = night_evidence(session, batch, batch_date)
+    decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
+    event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
+    batch.status = BatchStatus.SUCCEEDED
+    batch.error = None
+    batch.finished_at = utcnow()
+    ood_rate = {s.detector: s.ood_rate for s in batch.scores}
+    too_small = list(batch.summary.get("too_small", []))
+    reasons = too_small + decision.reasons
+    # the gate's evidence as decided: `drift explain` reads it back
+    batch.summary = {
+        "ood_rate": ood_rate,
+        "reasons": reasons,
+        "too_small": too_small,
+        "shift_type": decision.shift_type,
+        "evidence": decision.evidence,
+    }
+    night: NightDecision = {
+        "monitor": monitor.name,
+        "batch_date": batch_date.isoformat(),
+        "verdict": decision.verdict,
+        "ood_rate": ood_rate,
+        "shift_type": decision.shift_type,
+        "event_id": event.id if event else None,
+        "event_status": EventStatus(event.status) if event else None,
+        "newly_confirmed": bool(event and event.confirmed_on == batch_date),
+        "reasons": reasons,
+    }
+    for alert in _night_alerts(monitor, night):
+        alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch.id, **alert)
+    return night
+
+
+def _night_alerts(monitor: MonitorConfig, decision: NightDecision) -> list[dict[str, Any]]:
+    """The night's alerts: an OOD surge above the ceiling, a newly confirmed event.
+
+    Each has a dedupe key, so deciding a night again never alerts twice.
+    """
+    found: list[dict[str, Any]] = []
+    night = decision["batch_date"]
+    ceiling = monitor.alerts.ood_rate_ceiling
+    surging = {d: r for d, r in decision["ood_rate"].items() if ceiling is not None and r > ceiling}
+    if surging:
+        rates = ", ".join(f"{d} {r:.1%}" for d, r in surging.items())
+        found.append(
+            {
+                "kind": "ood_surge",
+                "dedupe_key": f"{monitor.name}:{night}:ood_surge",
+                "message": f"[{monitor.name}] OOD surge on {night}: {rates} (ceiling {ceiling:.0%})",
+                "payload": {"batch_date": night, "ood_rate": decision["ood_rate"]},
+            }
+        )
+    if decision["newly_confirmed"]:
+        found.append(
+            {
+                "kind": "event_confirmed",
+                "dedupe_key": f"{monitor.name}:event:{decision['event_id']}:confirmed",
+                "message": (
+                    f"[{monitor.name}] {decision['shift_type'] or 'distribution'} shift confirmed on "
+                    f"{night} (event {decision['event_id']})"
+                ),
+                "payload": {
+                    k: decision[k] for k in ("batch_date", "event_id", "shift_type", "ood_rate", "reasons")
+                },
+                "event_id": decision["event_id"],
+            }
+        )
+    return found
 
 
 def send_alerts(settings: Settings, monitor: MonitorConfig, decision: NightDecision) -> list[str]:
-    """The night's alerts: an OOD surge above the ceiling, a newly confirmed event.
+    """Deliver the monitor's outbox: this night's alerts and any a crash left pending.
 
-    Each alert has a dedupe key, so re-running a night never alerts twice.
+    Returns the kinds of the alerts delivered or tried. ``decision`` only
+    names the monitor's night (the Airflow task's input); :func:`decide`
+    wrote the alerts.
     """
-    from drift import alerts
+    return flush_alerts(settings, monitor)
 
-    sent = []
-    ceiling = monitor.alerts.ood_rate_ceiling
-    surging = {d: r for d, r in decision["ood_rate"].items() if ceiling is not None and r > ceiling}
+
+def flush_alerts(settings: Settings, monitor: MonitorConfig) -> list[str]:
+    """Deliver the monitor's pending (and earlier failed) alerts; the kinds delivered or tried."""
     with session_scope(settings.db_url) as session:
-        monitor_id = repo.get_monitor_row(session, monitor.name).id
-        if surging:
-            rates = ", ".join(f"{d} {r:.1%}" for d, r in surging.items())
-            alert = alerts.dispatch(
-                session,
-                monitor.alerts,
-                kind="ood_surge",
-                dedupe_key=f"{monitor.name}:{decision['batch_date']}:ood_surge",
-                message=f"[{monitor.name}] OOD surge on {decision['batch_date']}: {rates} (ceiling {ceiling:.0%})",
-                payload={"batch_date": decision["batch_date"], "ood_rate": decision["ood_rate"]},
-                monitor_id=monitor_id,
-            )
-            sent.append(alert.kind)
-        if decision["newly_confirmed"]:
-            alert = alerts.dispatch(
-                session,
-                monitor.alerts,
-                kind="event_confirmed",
-                dedupe_key=f"{monitor.name}:event:{decision['event_id']}:confirmed",
-                message=(
-                    f"[{monitor.name}] {decision['shift_type'] or 'distribution'} shift confirmed on "
-                    f"{decision['batch_date']} (event {decision['event_id']})"
-                ),
-                payload={
-                    k: decision[k]
-                    for k in ("batch_date", "event_id", "shift_type", "ood_rate", "reasons")
-                },
-                monitor_id=monitor_id,
-                event_id=decision["event_id"],
-            )
-            sent.append(alert.kind)
-    return sent
+        row = repo.get_monitor_row(session, monitor.name)
+        monitor_id = row.id if row is not None else None
+    if monitor_id is None:
+        return []
+    return [a.kind for a in alerts.deliver_pending(settings.db_url, monitor.alerts, monitor_id)]
 
 
 def record_failure(
     settings: Settings, monitor: MonitorConfig, batch_date: date, error: str
 ) -> None:
     """Mark the night failed with its reason and alert once; never raises over the original error."""
-    from drift import alerts
-
     log.error("%s %s: %s", monitor.name, batch_date, alerts.redact(error, monitor.alerts.secrets()))
     try:
+        # the failed night and its alert commit together; delivery comes after
         with session_scope(settings.db_url) as session:
             monitor_id = repo.ensure_monitor(session, monitor.name).id
             batch_id = repo.fail_batch(session, monitor_id, batch_date, error).id
-        # a session of its own: whatever delivery does, the failed night stays recorded
-        with session_scope(settings.db_url) as session:
-            alerts.alert_batch_failed(
+            alerts.enqueue_batch_failed(
                 session, monitor.alerts, monitor.name, batch_date, error,
                 monitor_id=monitor_id, batch_id=batch_id,
             )
-    except Exception:  # the database may be what failed; the caller re-raises the cause
-        log.exception("%s %s: could not record the failure", monitor.name, batch_date)
+        alerts.deliver_pending(settings.db_url, monitor.alerts, monitor_id)
+    except Exception as exc:  # the database may be what failed; the caller re-raises the cause
+        log.error("%s %s: could not record the failure: %s", monitor.name, batch_date, first_line(exc))
 
 
 def run_night(
@@ -366,7 +406,9 @@ def run_night(
         aggregate(settings, monitor, plan, summaries)
         decision = decide(settings, monitor, batch_date)
     except Exception as exc:
-        record_failure(settings, monitor, batch_date, f"{type(exc).__name__}: {exc}")
-        raise BatchFailedError(f"{monitor.name} {batch_date}: {exc}") from exc
+        # one line: a database error's text goes on with its SQL and parameters
+        reason = first_line(exc)
+        record_failure(settings, monitor, batch_date, f"{type(exc).__name__}: {reason}")
+        raise BatchFailedError(f"{monitor.name} {batch_date}: {reason}") from exc
     decision["alerts"] = send_alerts(settings, monitor, decision)
     return decision

@@ -85,11 +85,20 @@ class NightAggregate(TypedDict):
     ood_rate: dict[str, float]
 
 
+class RedecidedNight(TypedDict):
+    """A later night decided again after an earlier one: its verdict before and now."""
+
+    batch_date: str
+    was: Verdict | None
+    verdict: Verdict
+
+
 class NightDecision(TypedDict):
     """:func:`~drift.pipeline.decide`: the gate's verdict and the event it touched.
 
     ``newly_confirmed`` is true on the night an event is confirmed (when the
-    adaptation DAG's Asset is emitted); :func:`~drift.pipeline.run_night` adds
+    adaptation DAG's Asset is emitted); ``redecided`` lists the later nights
+    decided again after this one; :func:`~drift.pipeline.run_night` adds
     the kinds of the ``alerts`` it sent.
     """
 
@@ -102,6 +111,7 @@ class NightDecision(TypedDict):
     event_status: EventStatus | None
     newly_confirmed: bool
     reasons: list[str]
+    redecided: NotRequired[list[RedecidedNight]]
     alerts: NotRequired[list[str]]
 
 

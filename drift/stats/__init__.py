@@ -59,6 +59,7 @@ from drift.stats.registry import (
     register,
     statistic,
     statistics,
+    too_small,
 )
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "column_drift_tests",
     "column_statistics",
     "computes",
+    "too_small",
     "cusum_threshold",
     "expected_flag_rate",
     "find",

@@ -193,7 +193,7 @@ def mmd_test(
     return TestResult(name, mmd2, p_value, math.sqrt(max(mmd2, 0.0)), subject)
 
 
-@register(Statistic("mmd", Scope.BATCH, Family.ACT, signals=Signal.INPUTS))
+@register(Statistic("mmd", Scope.BATCH, Family.ACT, signals=Signal.INPUTS, min_rows=2))
 def mmd_on_night(sample: BatchSample) -> list[TestResult]:
     columns = sample.embedding_columns
     return [

@@ -132,6 +132,8 @@ class Statistic:
     signals: Signal = Signal.DETECTOR
     correction: Correction = Correction.BONFERRONI
     categorical: bool = False
+    #: the fewest rows its sample needs; a smaller night is not tested by it (and says so)
+    min_rows: int = 1
     #: runs it on a night (takes a DetectorSample or BatchSample by ``scope``);
     #: None: a name the gate knows but the nightly pipeline does not compute
     compute: Compute | None = None
@@ -191,10 +193,30 @@ def default_act_tests() -> tuple[str, ...]:
     return tuple(s.name for s in _REGISTRY.values() if s.family is Family.ACT)
 
 
-def computes(*scopes: Scope) -> list[Compute]:
-    """Each distinct ``compute`` of these scopes once, in registration order."""
+def computes(*scopes: Scope, n_rows: int | None = None) -> list[Compute]:
+    """Each distinct ``compute`` of these scopes once, in registration order;
+    given ``n_rows``, only those whose statistics can test a sample that small."""
     return list(
         dict.fromkeys(
-            s.compute for s in _REGISTRY.values() if s.scope in scopes and s.compute is not None
+            s.compute
+            for s in _REGISTRY.values()
+            if s.scope in scopes and s.compute is not None and (n_rows is None or n_rows >= s.min_rows)
         )
     )
+
+
+def too_small(n_rows: int, *scopes: Scope) -> list[str]:
+    """Why a sample of ``n_rows`` rows skips some statistics of these scopes: one reason each.
+
+    Examples
+    --------
+    >>> too_small(1, Scope.BATCH)
+    ['too small to test: mmd needs at least 2 rows, the sample has 1']
+    >>> too_small(50, Scope.BATCH)
+    []
+    """
+    return [
+        f"too small to test: {s.name} needs at least {s.min_rows} rows, the sample has {n_rows}"
+        for s in _REGISTRY.values()
+        if s.scope in scopes and s.compute is not None and n_rows < s.min_rows
+    ]
