@@ -43,6 +43,7 @@ from drift.pipeline.nightly import (
     send_alerts,
 )
 from drift.pipeline.results import (
+    AdaptationFailedError,
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
@@ -63,6 +64,7 @@ __all__ = [
     "NOVEL_LABEL_SHARE",
     "SAMPLE_ROWS",
     "AdaptationOutcome",
+    "AdaptationFailedError",
     "BatchFailedError",
     "Candidate",
     "Collected",

@@ -7,19 +7,23 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from drift import sources
+from drift import events, leases, sources
 from drift.atomic import write_file
 from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.embed import Embedder
+from drift.model_files import first_line
 from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_dir
 from drift.pipeline.fit import fit_monitor
 from drift.pipeline.results import (
+    AdaptationFailedError,
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
@@ -113,17 +117,61 @@ def _retype_by_feedback(
     return shift_type
 
 
+StepInput = TypeVar("StepInput", int, Collected, Candidate, Validation)
+StepOutput = TypeVar("StepOutput")
+
+
+def _method(settings: Settings, monitor: MonitorConfig) -> str:
+    """How :func:`adapt` adapts: MOL from its meta-initialisation if there is one, else fine-tuning."""
+    return "mol" if (meta_dir(settings, monitor) / "meta.json").exists() else "finetune"
+
+
+def all_or_nothing(
+    step: Callable[[Settings, MonitorConfig, StepInput], StepOutput],
+) -> Callable[[Settings, MonitorConfig, StepInput], StepOutput]:
+    """An adaptation step that, when it fails, leaves the event as it was before the run.
+
+    The step runs under the event's lease (its heartbeat renewed, see
+    :mod:`drift.leases`); any exception marks the attempt failed in
+    ``adaptations`` with its one-line reason, returns the event to ``confirmed``
+    and is raised again as :class:`AdaptationFailedError`, so the command or
+    Airflow task fails.
+    """
+
+    @functools.wraps(step)
+    def run(settings: Settings, monitor: MonitorConfig, given: StepInput) -> StepOutput:
+        event_id = given if isinstance(given, int) else given["event_id"]
+        leased = not isinstance(given, int) and given["status"] != StepStatus.SKIPPED
+        try:
+            if not leased:  # collect takes the lease itself; a skipped run holds none
+                return step(settings, monitor, given)
+            with leases.held(settings.db_url, event_id):
+                return step(settings, monitor, given)
+        except (events.EventNotFoundError, events.EventMonitorMismatchError):
+            raise  # refused before anything started
+        except Exception as exc:
+            reason = f"{step.__name__}: {first_line(exc)}"
+            with session_scope(settings.db_url) as session:
+                monitor_id = repo.get_monitor_row(session, monitor.name).id
+                undone = leases.abandon(session, event_id, monitor_id, _method(settings, monitor), reason)
+            state = "event returned to confirmed" if undone else "event left as it was"
+            raise AdaptationFailedError(f"event {event_id}: adaptation failed in {reason} ({state})") from exc
+
+    return run
+
+
+@all_or_nothing
 def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id: int) -> Collected:
-    """The event's nightly rows joined with their feedback labels; moves the event to `adapting`."""
+    """The event's nightly rows joined with their feedback labels; moves the event to `adapting`.
+
+    Refuses an event that is another monitor's (:class:`~drift.events.EventMonitorMismatchError`).
+    """
     from sqlalchemy import select
 
-    from drift import events
-    from drift.store.models import DriftEvent, FeedbackLabel
+    from drift.store.models import FeedbackLabel
 
     with session_scope(settings.db_url) as session:
-        event = session.get(DriftEvent, event_id)
-        if event is None:
-            raise LookupError(f"no drift event with id {event_id}")
+        event = events.get_event(session, event_id, monitor=monitor.name)
         if event.status != EventStatus.CONFIRMED:  # e.g. a re-run night emitted the Asset again
             return {
                 "event_id": event_id,
@@ -145,8 +193,23 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
             columns=["batch_date", "row_id", "label"],
         )
         shift_type = _retype_by_feedback(settings, monitor, event, labels)
-        events.set_event_status(session, event_id, EventStatus.ADAPTING)
+        leases.take(session, event_id)
 
+    with leases.held(settings.db_url, event_id):
+        rows, path = _collect_rows(settings, monitor, event_id, nights, labels)
+    return {
+        "event_id": event_id,
+        "status": StepStatus.COLLECTED,
+        "shift_type": shift_type,
+        "path": str(path),
+        "n_rows": len(rows),
+        "n_labelled": int(rows["label"].notna().sum()),
+    }
+
+
+def _collect_rows(
+    settings: Settings, monitor: MonitorConfig, event_id: int, nights: dict[Any, list[str]], labels: pd.DataFrame
+) -> tuple[pd.DataFrame, Path]:
     id_column = monitor.source.id_column
     columns = [*monitor.source.input_columns, *([id_column] if id_column else [])]
     frames = []
@@ -162,16 +225,10 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
         rows["label"] = np.nan
     path = adapt_dir(settings, monitor, event_id) / "collected.parquet"
     write_file(path, lambda p: rows.to_parquet(p))
-    return {
-        "event_id": event_id,
-        "status": StepStatus.COLLECTED,
-        "shift_type": shift_type,
-        "path": str(path),
-        "n_rows": len(rows),
-        "n_labelled": int(rows["label"].notna().sum()),
-    }
+    return rows, path
 
 
+@all_or_nothing
 def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> Candidate:
     """Adapt the model to the shifted nights' labelled rows and fit a candidate version.
 
@@ -208,7 +265,9 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
         reason = f"{len(labelled)} feedback-labelled rows, need {cfg.min_labels}"
     elif n_classes is None or labelled["label"].max() >= n_classes:
         reason = "feedback labels outside the model's classes"
-    if reason is not None:
+    if reason is not None:  # the shift stays confirmed, for a human
+        with session_scope(settings.db_url) as session:
+            events.set_event_status(session, event_id, EventStatus.CONFIRMED)
         return {"event_id": event_id, "status": StepStatus.SKIPPED, "reason": reason}
 
     order = np.random.default_rng(event_id).permutation(len(labelled))
@@ -227,12 +286,12 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
     x_support = rehearsal[columns].to_numpy(np.float32)
     y_support = rehearsal["label"].to_numpy(np.int64)
     module = trainable_module(fitted.model_spec(monitor.model))
-    if (meta_dir(settings, monitor) / "meta.json").exists():
+    method = _method(settings, monitor)
+    if method == "mol":
         learner = MetaOODLearner.load(meta_dir(settings, monitor), module)
-        adapted, method = learner.adapt(x_support, y_support), "mol"
+        adapted = learner.adapt(x_support, y_support)
     else:
         adapted = fine_tune(module, x_support, y_support, steps=cfg.inner_steps, lr=cfg.inner_lr)
-        method = "finetune"
     model_file = export_module(adapted, _as_tensor(x_support[:2]), folder / "model.pt2")
 
     # the new domain's rows join the banks; thresholds stay calibrated on the configured
@@ -279,6 +338,7 @@ def _accuracy(spec: ModelSpec, columns: list[str], frame: pd.DataFrame) -> float
     return float((logits.argmax(axis=1) == frame["label"].to_numpy()).mean())
 
 
+@all_or_nothing
 def validate_candidate(
     settings: Settings, monitor: MonitorConfig, candidate: Candidate
 ) -> Validation:
@@ -322,21 +382,17 @@ def validate_candidate(
     }
 
 
+@all_or_nothing
 def promote_candidate(
     settings: Settings, monitor: MonitorConfig, validation: Validation
 ) -> Promotion:
     """Promote a validated candidate in one transaction and resolve the event; else reject it."""
-    from drift import events
-    from drift.store.models import Adaptation, DriftEvent
+    from drift.store.models import Adaptation
 
     event_id = validation["event_id"]
     with session_scope(settings.db_url) as session:
         monitor_id = repo.get_monitor_row(session, monitor.name).id
-        if (
-            validation["status"] != StepStatus.CANDIDATE
-        ):  # skipped: the shift stays confirmed for a human
-            if session.get(DriftEvent, event_id).status == EventStatus.ADAPTING:
-                events.set_event_status(session, event_id, EventStatus.CONFIRMED)
+        if validation["status"] != StepStatus.CANDIDATE:  # skipped: adapt left the event confirmed
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
         adaptation = session.get(Adaptation, validation["adaptation_id"])
         version = repo.get_version(session, monitor_id, validation["version"])

@@ -247,6 +247,8 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
     with session_scope(settings.db_url) as session:
         batch = repo.get_batch(session, monitor_id, batch_date)
         previous = repo.previous_batch(session, monitor_id, batch_date)
+        if previous is not None and previous.model_version_id != batch.model_version_id:
+            previous = None  # a newly active version (promotion, rollback) starts the gate afresh
         evidence = _night_evidence(session, batch, batch_date)
         decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
         event = events.record_decision(
