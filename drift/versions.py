@@ -25,7 +25,6 @@ from drift.status import VersionStatus
 from drift.store import repo
 from drift.store.models import Adaptation, ModelVersion
 
-
 #: the manifest entries `drift versions` shows (an adapted version adds its validation accuracies)
 KEY_METRICS = ("n_bank", "n_calibration", "n_classes")
 

@@ -70,8 +70,12 @@ def dispatch(
     event_id: int | None = None,
     batch_id: int | None = None,
     severity: str = "warning",
+    silenced: bool = False,
 ) -> Alert:
     """Record and deliver one alert, at most once per ``dedupe_key``; never raises on delivery.
+
+    A ``silenced`` alert (its event acknowledged or closed by a person) is
+    recorded with status ``silenced`` and sent nowhere.
 
     Returns the alert row: ``status`` is ``sent`` when every sink delivered
     (now or earlier), ``failed`` when some sink still failed after
@@ -104,12 +108,12 @@ def dispatch(
             "event_id": event_id,
             "batch_id": batch_id,
             "severity": severity,
-            "status": "pending",
+            "status": "silenced" if silenced else "pending",
             "attempts": 0,
             "created_at": utcnow(),
         },
     )
-    if alert.status == "sent":
+    if alert.status in ("sent", "silenced"):
         return alert
 
     delivered = dict(alert.payload.get(SINKS_KEY, {}))

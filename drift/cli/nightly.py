@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from drift.cli.app import (
 )
 from drift.config import ConfigError, Settings
 from drift.model_files import first_line
+
+if TYPE_CHECKING:
+    from drift.store.models import DriftEvent
 
 
 @app.command()
@@ -123,11 +126,15 @@ def status(monitor: MonitorOption = None) -> None:
                 m.name,
                 last.batch_date.isoformat() if last else "-",
                 f"{verdict} ({last.error})" if last and last.status == "failed" else verdict,
-                ", ".join(f"#{e.id} {e.status} {e.shift_type or ''}".strip() for e in open_events)
-                or "none",
+                ", ".join(_open_event_label(e) for e in open_events) or "none",
                 f"v{version.version} ({version.origin})" if version else "not fitted",
             )
     console.print(table)
+
+
+def _open_event_label(event: DriftEvent) -> str:
+    label = f"#{event.id} {event.status} {event.shift_type or ''}".strip()
+    return f"{label} (acked by {event.acked_by})" if event.acked_at is not None else label
 
 
 @app.command()

@@ -23,7 +23,9 @@ from drift.status import CloseReason
 
 Result = TypeVar("Result")
 
-EventArgument = Annotated[int, typer.Argument(help="Id of a drift event (see `drift events`).")]
+EventArgument = Annotated[
+    int, typer.Argument(metavar="EVENT", help="Id of a drift event (see `drift events`).", show_default=False)
+]
 
 
 def _default_user() -> str:

@@ -275,15 +275,22 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
 def send_alerts(settings: Settings, monitor: MonitorConfig, decision: NightDecision) -> list[str]:
     """The night's alerts: an OOD surge above the ceiling, a newly confirmed event.
 
-    Each alert has a dedupe key, so re-running a night never alerts twice.
+    Each alert has a dedupe key, so re-running a night never alerts twice. A
+    surge on a night of an event a person acknowledged (or closed) is recorded
+    silenced, not sent.
     """
     from drift import alerts
+    from drift.store.models import DriftEvent
 
     sent = []
     ceiling = monitor.alerts.ood_rate_ceiling
     surging = {d: r for d, r in decision["ood_rate"].items() if ceiling is not None and r > ceiling}
     with session_scope(settings.db_url) as session:
         monitor_id = repo.get_monitor_row(session, monitor.name).id
+        event = session.get(DriftEvent, decision["event_id"]) if decision["event_id"] else None
+        seen_by_a_person = event is not None and (
+            event.acked_at is not None or event.status == EventStatus.CLOSED
+        )
         if surging:
             rates = ", ".join(f"{d} {r:.1%}" for d, r in surging.items())
             alert = alerts.dispatch(
@@ -294,8 +301,11 @@ def send_alerts(settings: Settings, monitor: MonitorConfig, decision: NightDecis
                 message=f"[{monitor.name}] OOD surge on {decision['batch_date']}: {rates} (ceiling {ceiling:.0%})",
                 payload={"batch_date": decision["batch_date"], "ood_rate": decision["ood_rate"]},
                 monitor_id=monitor_id,
+                event_id=decision["event_id"],
+                silenced=seen_by_a_person,
             )
-            sent.append(alert.kind)
+            if alert.status != "silenced":
+                sent.append(alert.kind)
         if decision["newly_confirmed"]:
             alert = alerts.dispatch(
                 session,
