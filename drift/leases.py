@@ -43,6 +43,10 @@ class LeaseHeldError(RuntimeError):
     """The event's adaptation run is alive: it must not be reset."""
 
 
+class LeaseLostError(RuntimeError):
+    """A step of a run whose event is no longer ``adapting``."""
+
+
 def owner() -> str:
     """This process, as a lease owner: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -68,7 +72,15 @@ def _beat(url: str, event_id: int) -> None:
 
 @contextmanager
 def held(url: str, event_id: int, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
-    """Renew the event's lease every ``interval`` seconds while the block runs (one step)."""
+    """Renew the event's lease every ``interval`` seconds while the block runs (one step).
+
+    Raises :class:`LeaseLostError` when the event is no longer ``adapting`` (the
+    run failed or was reset since, e.g. an Airflow retry of a later step).
+    """
+    with session_scope(url) as session:
+        status = get_event(session, event_id).status
+    if status != EventStatus.ADAPTING:
+        raise LeaseLostError(f"event {event_id} is {status}, not adapting: start the adaptation again")
     _beat(url, event_id)
     stop = threading.Event()
 

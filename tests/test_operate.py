@@ -293,3 +293,44 @@ def test_versions_and_rollback(drift, db_url):
     _one_line_error(drift("rollback", "--monitor", "digits_b", "--to", "3", check=False), "already active")
     _one_line_error(drift("rollback", "--monitor", "nope", "--to", "1", check=False), "no monitor named 'nope'")
     _one_line_error(drift("versions", "--monitor", "nope", check=False), "no monitor named 'nope'")
+
+
+def test_a_failed_validation_undoes_the_run_and_a_retried_step_changes_nothing(drift_env, demo_monitor, sqlite_url):
+    """The drift_adapt DAG's steps one by one, as Airflow runs them; validation fails."""
+    from drift import pipeline
+    from drift.demo import FIRST_NIGHT
+    from drift.feedback import import_labels
+
+    settings, monitor = drift_env(sqlite_url), demo_monitor
+    pipeline.fit_monitor(settings, monitor)
+    feedback = monitor.reference.path.parent / "feedback"
+    decisions = []
+    for i in range(12, 16):  # nights 13-16: occluded digits, confirmed
+        night = FIRST_NIGHT + timedelta(days=i)
+        decisions.append(pipeline.run_night(settings, monitor, night))
+        import_labels(settings.db_url, monitor.name, feedback / f"labels-{night}.csv")
+    event_id = next(d["event_id"] for d in decisions if d["newly_confirmed"])
+
+    collected = pipeline.collect_adaptation_data(settings, monitor, event_id)
+    candidate = pipeline.adapt(settings, monitor, collected)
+    assert _event(sqlite_url, event_id).status == "adapting" and candidate["status"] == "candidate"
+    Path(candidate["validation_path"]).unlink()  # the held-out rows are lost before validation
+    with pytest.raises(pipeline.AdaptationFailedError, match="failed in validate_candidate: .*returned to confirmed"):
+        pipeline.validate_candidate(settings, monitor, candidate)
+
+    event = _event(sqlite_url, event_id)
+    assert event.status == "confirmed" and event.lease_owner is None
+    with session_scope(sqlite_url) as session:
+        (attempt,) = session.scalars(select(Adaptation))
+        assert attempt.status == "failed" and attempt.reason.startswith("validate_candidate: ")
+        assert attempt.finished_at is not None
+        statuses = {v.version: v.status for v in session.scalars(select(ModelVersion))}
+    assert statuses == {1: "active", 2: "rejected"}
+
+    # an Airflow retry of a later step finds the run undone: it fails and changes nothing
+    fake_pass = {**candidate, "passed": True, "reasons": []}
+    with pytest.raises(pipeline.AdaptationFailedError, match="is confirmed, not adapting"):
+        pipeline.promote_candidate(settings, monitor, fake_pass)
+    with session_scope(sqlite_url) as session:
+        assert {v.version: v.status for v in session.scalars(select(ModelVersion))} == statuses
+        assert session.get(DriftEvent, event_id).status == "confirmed"

@@ -149,6 +149,8 @@ def all_or_nothing(
                 return step(settings, monitor, given)
         except (events.EventNotFoundError, events.EventMonitorMismatchError):
             raise  # refused before anything started
+        except leases.LeaseLostError as exc:  # this run was undone or reset: nothing of it to undo
+            raise AdaptationFailedError(str(exc)) from exc
         except Exception as exc:
             reason = f"{step.__name__}: {first_line(exc)}"
             with session_scope(settings.db_url) as session:
