@@ -223,7 +223,7 @@ def set_event_status(session: Session, event_id: int, status: str) -> DriftEvent
 
     Examples
     --------
-    >>> TRANSITIONS["warning"] == {"confirmed", "resolved"}
+    >>> TRANSITIONS["warning"] == {"confirmed", "resolved", "closed"}
     True
     """
     event = get_event(session, event_id, for_update=True)

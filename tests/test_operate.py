@@ -334,3 +334,28 @@ def test_a_failed_validation_undoes_the_run_and_a_retried_step_changes_nothing(d
     with session_scope(sqlite_url) as session:
         assert {v.version: v.status for v in session.scalars(select(ModelVersion))} == statuses
         assert session.get(DriftEvent, event_id).status == "confirmed"
+
+
+def test_a_closed_event_stays_closed_and_the_next_shifted_night_opens_a_new_one(db_url):
+    from tests.test_events import Monitor, decision
+
+    from drift.events import InvalidTransitionError, acknowledge, close_event, reopen_event, set_event_status
+
+    monitor = Monitor(db_url)
+    first = monitor.night(0, decision("warn"))
+    assert monitor.night(1, decision("confirm")) == first
+    with session_scope(db_url) as session:
+        acknowledge(session, first, "alice")
+        close_event(session, first, "false-alarm", "alice", "replayed traffic")
+        with pytest.raises(InvalidTransitionError, match="cannot go from closed to adapting"):
+            set_event_status(session, first, "adapting")
+        with pytest.raises(InvalidTransitionError, match="only an open event can be acknowledged"):
+            acknowledge(session, first, "bob")
+    assert monitor.night(1, decision("confirm")) == first  # a re-run night leaves the closed event alone
+    assert _event(db_url, first).status == "closed"
+    second = monitor.night(2, decision("warn"))
+    assert second != first and _event(db_url, second).status == "warning"
+    with session_scope(db_url) as session:
+        assert reopen_event(session, first, "alice").status == "confirmed"
+        with pytest.raises(InvalidTransitionError, match="only a closed event can be reopened"):
+            reopen_event(session, first, "alice")
