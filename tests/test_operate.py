@@ -39,7 +39,7 @@ def two_monitors(tmp_path: Path, demo_world: Path) -> Path:
 
 
 @pytest.fixture
-def drift(tmp_path: Path, two_monitors: Path, db_url: str):  # noqa: ANN201
+def drift(tmp_path: Path, two_monitors: Path, db_url: str):
     """`drift …` as the on-call person `oncall` runs it, on the two-monitor config."""
     env = {
         **os.environ,
@@ -337,9 +337,14 @@ def test_a_failed_validation_undoes_the_run_and_a_retried_step_changes_nothing(d
 
 
 def test_a_closed_event_stays_closed_and_the_next_shifted_night_opens_a_new_one(db_url):
+    from drift.events import (
+        InvalidTransitionError,
+        acknowledge,
+        close_event,
+        reopen_event,
+        set_event_status,
+    )
     from tests.test_events import Monitor, decision
-
-    from drift.events import InvalidTransitionError, acknowledge, close_event, reopen_event, set_event_status
 
     monitor = Monitor(db_url)
     first = monitor.night(0, decision("warn"))

@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +17,10 @@ from drift import events, leases, sources
 from drift.atomic import write_file
 from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.embed import Embedder
-from drift.model_files import first_line
 from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_dir
+from drift.pipeline.attempts import adaptation_method, all_or_nothing
 from drift.pipeline.fit import fit_monitor
 from drift.pipeline.results import (
-    AdaptationFailedError,
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
@@ -115,51 +112,6 @@ def _retype_by_feedback(
     }
     event.shift_type = shift_type
     return shift_type
-
-
-StepInput = TypeVar("StepInput", int, Collected, Candidate, Validation)
-StepOutput = TypeVar("StepOutput")
-
-
-def _method(settings: Settings, monitor: MonitorConfig) -> str:
-    """How :func:`adapt` adapts: MOL from its meta-initialisation if there is one, else fine-tuning."""
-    return "mol" if (meta_dir(settings, monitor) / "meta.json").exists() else "finetune"
-
-
-def all_or_nothing(
-    step: Callable[[Settings, MonitorConfig, StepInput], StepOutput],
-) -> Callable[[Settings, MonitorConfig, StepInput], StepOutput]:
-    """An adaptation step that, when it fails, leaves the event as it was before the run.
-
-    The step runs under the event's lease (its heartbeat renewed, see
-    :mod:`drift.leases`); any exception marks the attempt failed in
-    ``adaptations`` with its one-line reason, returns the event to ``confirmed``
-    and is raised again as :class:`AdaptationFailedError`, so the command or
-    Airflow task fails.
-    """
-
-    @functools.wraps(step)
-    def run(settings: Settings, monitor: MonitorConfig, given: StepInput) -> StepOutput:
-        event_id = given if isinstance(given, int) else given["event_id"]
-        leased = not isinstance(given, int) and given["status"] != StepStatus.SKIPPED
-        try:
-            if not leased:  # collect takes the lease itself; a skipped run holds none
-                return step(settings, monitor, given)
-            with leases.held(settings.db_url, event_id):
-                return step(settings, monitor, given)
-        except (events.EventNotFoundError, events.EventMonitorMismatchError):
-            raise  # refused before anything started
-        except leases.LeaseLostError as exc:  # this run was undone or reset: nothing of it to undo
-            raise AdaptationFailedError(str(exc)) from exc
-        except Exception as exc:
-            reason = f"{step.__name__}: {first_line(exc)}"
-            with session_scope(settings.db_url) as session:
-                monitor_id = repo.get_monitor_row(session, monitor.name).id
-                undone = leases.abandon(session, event_id, monitor_id, _method(settings, monitor), reason)
-            state = "event returned to confirmed" if undone else "event left as it was"
-            raise AdaptationFailedError(f"event {event_id}: adaptation failed in {reason} ({state})") from exc
-
-    return run
 
 
 @all_or_nothing
@@ -288,7 +240,7 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
     x_support = rehearsal[columns].to_numpy(np.float32)
     y_support = rehearsal["label"].to_numpy(np.int64)
     module = trainable_module(fitted.model_spec(monitor.model))
-    method = _method(settings, monitor)
+    method = adaptation_method(settings, monitor)
     if method == "mol":
         learner = MetaOODLearner.load(meta_dir(settings, monitor), module)
         adapted = learner.adapt(x_support, y_support)
