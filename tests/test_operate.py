@@ -47,6 +47,7 @@ def drift(tmp_path: Path, two_monitors: Path, db_url: str):
         "DRIFT_DATABASE_URL": db_url,
         "DRIFT_CONFIG": str(two_monitors),
         "USER": "oncall",
+        "COLUMNS": "200",  # tables unwrapped
     }
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -159,7 +160,7 @@ def test_close_reopen_and_the_open_events_view(drift, db_url):
     assert view[confirmed].acked_by == "alice" and view[adapting].acked_by is None
 
     status = drift("status").stdout
-    assert f"#{confirmed} confirmed covariate (acked by alice)" in status.replace("\n", " ") or "acked by" in status
+    assert f"#{confirmed} confirmed covariate (acked by alice)" in status
 
     assert "reopened as warning" in drift("reopen", str(warning)).stdout  # it had never been confirmed
     reopened = _event(db_url, warning)
@@ -288,6 +289,15 @@ def test_versions_and_rollback(drift, db_url):
         assert (entry.action, entry.actor, entry.details["to_version"], entry.details["from_version"]) == (
             "rollback", "dave", 1, 2,
         )
+
+    # a person's close shows in the report's event table and its false-alarm line
+    event_id = _seed_event(db_url, "digits_b", "confirmed", date(2026, 11, 6))
+    drift("close", str(event_id), "--as", "false-alarm", "--note", "test traffic", "--by", "eve")
+    out = drift.env["DRIFT_HOME"] + "/report.html"  # type: ignore[attr-defined]
+    drift("report", "--monitor", "digits_b", "--out", out)
+    html = Path(out).read_text()
+    assert "False alarms (digits_b): 1 of 1 event in range, 1 of 1 ever" in html
+    assert "Closed as false-alarm by eve at " in html and "test traffic" in html
 
     _one_line_error(drift("rollback", "--monitor", "digits_b", "--to", "9", check=False), "no version v9 (versions: v1, v2, v3)")
     _one_line_error(drift("rollback", "--monitor", "digits_b", "--to", "3", check=False), "already active")
