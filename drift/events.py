@@ -1,4 +1,4 @@
-"""Drift events in the database: the lifecycle warning → confirmed → adapting → resolved.
+"""Drift events in the database: the lifecycle warning → confirmed → adapting → resolved (or closed).
 
 Functions here take an open SQLAlchemy :class:`~sqlalchemy.orm.Session` (the
 caller owns the transaction) and ORM rows; they create no engines.
@@ -20,6 +20,14 @@ Lifecycle
   nights, no adaptation running) is resolved as receded, so that a later,
   different shift opens an event of its own instead of extending this one.
   An ``adapting`` event ends only through its adaptation.
+* **A person** acts on an event (:func:`acknowledge`, :func:`close_event`,
+  :func:`reopen_event`; each writes who and when, and an ``audit_log`` row):
+  acknowledging keeps the event open and silences its repeat alerts; closing
+  (``false-alarm`` or ``handled``, with a note) ends a warning or confirmed
+  event, so that the next shifted night opens a new one; reopening a closed
+  event returns it to ``confirmed`` (if it had been confirmed) or ``warning``.
+  An ``adapting`` event cannot be closed: its adaptation ends it, or
+  `drift reset` (:mod:`drift.leases`) once its run has died.
 * Re-deciding a night is idempotent: a night already linked to an event
   updates that event in place, links are not duplicated and per-night evidence
   is keyed by date.
@@ -38,21 +46,50 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drift.gate import GateDecision
+from drift.status import CloseReason, EventStatus
+from drift.store import repo
 from drift.store.models import Batch, DriftEvent, DriftEventBatch, MonitoredModel
 
 OPEN_STATUSES = ("warning", "confirmed", "adapting")
+#: every status an event can have
+STATUSES = tuple(EventStatus)
 #: allowed status changes; staying in the same status is always allowed (idempotent)
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "warning": frozenset({"confirmed", "resolved"}),
-    "confirmed": frozenset({"adapting", "resolved"}),
-    # a rejected adaptation leaves the shift confirmed, to be retried
+    "warning": frozenset({"confirmed", "resolved", "closed"}),
+    "confirmed": frozenset({"adapting", "resolved", "closed"}),
+    # a rejected, failed or reset adaptation leaves the shift confirmed, to be retried
     "adapting": frozenset({"resolved", "confirmed"}),
     "resolved": frozenset(),
+    # reopened by a person
+    "closed": frozenset({"warning", "confirmed"}),
 }
 
 
 class InvalidTransitionError(ValueError):
     """An event status change that the lifecycle does not allow."""
+
+
+class EventNotFoundError(LookupError):
+    """No drift event has that id."""
+
+
+class EventMonitorMismatchError(ValueError):
+    """A command named one monitor and an event of another."""
+
+
+def get_event(
+    session: Session, event_id: int, *, for_update: bool = False, monitor: str | None = None
+) -> DriftEvent:
+    """The event with ``event_id``; :class:`EventNotFoundError` (one line) when there is none,
+    :class:`EventMonitorMismatchError` when ``monitor`` is given and the event is another monitor's."""
+    event = session.get(DriftEvent, event_id, with_for_update=for_update)
+    if event is None:
+        raise EventNotFoundError(f"no drift event with id {event_id}")
+    if monitor is not None and event.monitor.name != monitor:
+        raise EventMonitorMismatchError(
+            f"event {event_id} belongs to monitor '{event.monitor.name}', not '{monitor}'"
+        )
+    return event
 
 
 def _open_event(session: Session, monitor_id: int) -> DriftEvent | None:
@@ -163,8 +200,8 @@ def record_decision(
         )
         session.add(event)
         session.flush()
-    if event.status == "resolved":
-        return event  # a re-run of a night whose event was closed since: leave history alone
+    if event.status not in OPEN_STATUSES:
+        return event  # a re-run of a night whose event ended since: leave history alone
 
     event.last_seen = max(event.last_seen, night)
     event.first_seen = min(event.first_seen, night)
@@ -186,12 +223,10 @@ def set_event_status(session: Session, event_id: int, status: str) -> DriftEvent
 
     Examples
     --------
-    >>> TRANSITIONS["warning"] == {"confirmed", "resolved"}
+    >>> TRANSITIONS["warning"] == {"confirmed", "resolved", "closed"}
     True
     """
-    event = session.get(DriftEvent, event_id, with_for_update=True)
-    if event is None:
-        raise LookupError(f"no drift event with id {event_id}")
+    event = get_event(session, event_id, for_update=True)
     if status == event.status:
         return event
     if status not in TRANSITIONS:
@@ -203,6 +238,55 @@ def set_event_status(session: Session, event_id: int, status: str) -> DriftEvent
         event.confirmed_on = event.last_seen
     if status == "resolved":
         event.resolved_at = datetime.now(UTC)
+    if status != "adapting":  # the adaptation lease ends with the adapting status
+        event.adapting_since = event.lease_owner = event.heartbeat_at = None
+    session.flush()
+    return event
+
+
+def acknowledge(session: Session, event_id: int, by: str) -> DriftEvent:
+    """A person has seen the event: it stays open, its repeat alerts are silenced.
+
+    Only an open event can be acknowledged; acknowledging again keeps the first
+    acknowledgement.
+    """
+    event = get_event(session, event_id, for_update=True)
+    if event.status not in OPEN_STATUSES:
+        raise InvalidTransitionError(f"event {event_id} is {event.status}: only an open event can be acknowledged")
+    if event.acked_at is None:
+        event.acked_at, event.acked_by = datetime.now(UTC), by
+        repo.record_audit(session, event.monitor_id, "ack", by, event_id=event_id)
+    session.flush()
+    return event
+
+
+def close_event(session: Session, event_id: int, closed_as: CloseReason, by: str, note: str | None) -> DriftEvent:
+    """A person closes the event as a false alarm or as handled, with a note.
+
+    Examples
+    --------
+    >>> sorted(TRANSITIONS["closed"]), "closed" in TRANSITIONS["adapting"]
+    (['confirmed', 'warning'], False)
+    """
+    event = set_event_status(session, event_id, EventStatus.CLOSED)
+    event.closed_as, event.closed_by, event.closed_at, event.note = (
+        CloseReason(closed_as), by, datetime.now(UTC), note,
+    )
+    repo.record_audit(session, event.monitor_id, "close", by, event_id=event_id, closed_as=closed_as, note=note)
+    session.flush()
+    return event
+
+
+def reopen_event(session: Session, event_id: int, by: str) -> DriftEvent:
+    """Open a closed event again: ``confirmed`` if it had been confirmed, else ``warning``."""
+    event = get_event(session, event_id, for_update=True)
+    if event.status != EventStatus.CLOSED:
+        raise InvalidTransitionError(f"event {event_id} is {event.status}: only a closed event can be reopened")
+    status = EventStatus.CONFIRMED if event.confirmed_on is not None else EventStatus.WARNING
+    set_event_status(session, event_id, status)
+    was = event.closed_as
+    event.closed_as = event.closed_by = event.closed_at = None
+    repo.record_audit(session, event.monitor_id, "reopen", by, event_id=event_id, was_closed_as=was)
     session.flush()
     return event
 

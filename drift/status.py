@@ -49,6 +49,15 @@ class EventStatus(StrEnum):
     CONFIRMED = "confirmed"
     ADAPTING = "adapting"
     RESOLVED = "resolved"
+    #: closed by a person (as a false alarm or as handled); `drift reopen` opens it again
+    CLOSED = "closed"
+
+
+class CloseReason(StrEnum):
+    """Why a person closed an event (``drift_events.closed_as``)."""
+
+    FALSE_ALARM = "false-alarm"
+    HANDLED = "handled"
 
 
 class VersionStatus(StrEnum):
@@ -66,6 +75,8 @@ class AdaptationStatus(StrEnum):
     RUNNING = "running"
     PROMOTED = "promoted"
     REJECTED = "rejected"
+    #: a step raised (or a stale run was reset); ``adaptations.reason`` says why
+    FAILED = "failed"
 
 
 class StepStatus(StrEnum):

@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-COMMANDS = ["init", "fit", "run", "events", "status", "backfill", "feedback import", "report", "adapt", "meta-train", "demo"]
+COMMANDS = [
+    "init", "fit", "run", "events", "status", "backfill", "feedback import", "report", "adapt", "meta-train", "demo",
+    "ack", "close", "reopen", "reset", "versions", "rollback",
+]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from drift.store.models import Base, Batch, DetectorScore, MonitoredModel
 
 TABLES = {
     "monitored_models", "model_versions", "batches", "detector_scores", "drift_tests",
-    "drift_events", "drift_event_batches", "adaptations", "alerts", "feedback_labels",
+    "drift_events", "drift_event_batches", "adaptations", "alerts", "feedback_labels", "audit_log",
 }
 VIEWS = {"v_daily_ood_rate", "v_open_events"}
 
@@ -31,7 +31,7 @@ def empty_url(request, tmp_path):
 
 def test_migrations_upgrade_downgrade_round_trip(empty_url):
     upgrade(empty_url)
-    assert current_revision(empty_url) == "0002"
+    assert current_revision(empty_url) == "0003_ops"
     inspector = inspect(get_engine(empty_url))
     assert TABLES <= set(inspector.get_table_names())
     assert VIEWS <= set(inspector.get_view_names())
@@ -42,7 +42,7 @@ def test_migrations_upgrade_downgrade_round_trip(empty_url):
     assert current_revision(empty_url) is None
 
     upgrade(empty_url)  # and back up again
-    assert current_revision(empty_url) == "0002"
+    assert current_revision(empty_url) == "0003_ops"
 
 
 def test_models_and_migrations_agree(db_url):

@@ -77,6 +77,7 @@ def enqueue(
     event_id: int | None = None,
     batch_id: int | None = None,
     severity: str = "warning",
+    silenced: bool = False,
 ) -> Alert:
     """Write the alert to the outbox (a ``pending`` row) in the caller's transaction; send nothing.
 
@@ -84,6 +85,9 @@ def enqueue(
     verdict), so a process that dies before delivery leaves it ``pending`` for
     :func:`deliver_pending`. An alert already recorded under ``dedupe_key`` is
     returned as it is.
+
+    A ``silenced`` alert (its event acknowledged or closed by a person) is
+    recorded with status ``silenced`` and sent nowhere.
     """
     return _insert_or_get(
         session,
@@ -96,7 +100,7 @@ def enqueue(
             "event_id": event_id,
             "batch_id": batch_id,
             "severity": severity,
-            "status": "pending",
+            "status": "silenced" if silenced else "pending",
             "attempts": 0,
             "created_at": utcnow(),
         },
@@ -111,7 +115,7 @@ def deliver(session: Session, settings: AlertPolicy, alert: Alert) -> Alert:
     (``last_error`` says why, redacted); a ``failed`` row is tried again by
     the next :func:`deliver_pending`.
     """
-    if alert.status == "sent":
+    if alert.status in ("sent", "silenced"):
         return alert
     payload = {k: v for k, v in alert.payload.items() if k != SINKS_KEY}
     delivered = dict(alert.payload.get(SINKS_KEY, {}))

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from typer.core import TyperOption
 
-from drift.config import MonitorConfig, load_monitors
+from drift.config import MonitorConfig, Settings, load_monitors
 
 app = typer.Typer(
     help="driftwatch: nightly data-drift and OOD monitoring for production PyTorch models.",
@@ -67,6 +67,21 @@ def select_monitors(name: str | None) -> list[MonitorConfig]:
     selected = [m for m in monitors if m.name == name]
     if not selected:
         fail(f"no monitor named '{name}' (configured: {', '.join(m.name for m in monitors)})")
+    return selected
+
+
+def event_monitor(settings: Settings, event_id: int, monitor: str | None) -> MonitorConfig:
+    """The configured monitor an event belongs to; one-line errors for an unknown event,
+    a ``--monitor`` that disagrees, or an event of a monitor no longer configured."""
+    from drift.events import EventMonitorMismatchError, EventNotFoundError, get_event
+    from drift.store.db import session_scope
+
+    with session_scope(settings.db_url) as session:
+        try:
+            name = get_event(session, event_id, monitor=monitor).monitor.name
+        except (EventNotFoundError, EventMonitorMismatchError) as exc:
+            fail(str(exc))
+    (selected,) = select_monitors(name)
     return selected
 
 

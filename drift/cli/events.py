@@ -14,6 +14,7 @@ from drift.cli.app import (
     MonitorOption,
     app,
     console,
+    event_monitor,
     fail,
     parse_date,
     select_monitors,
@@ -131,17 +132,23 @@ def adapt_event(
     event: Annotated[int, typer.Option("--event", "-e", help="Id of a confirmed drift event.")],
     monitor: MonitorOption = None,
 ) -> None:
-    """Adapt, validate and (if better) promote a model for a confirmed event - what drift_adapt runs.
+    """Adapt, validate and (if better) promote the model of a confirmed event's monitor - what drift_adapt runs.
 
-    Example: `drift adapt --event 3 --monitor digits_demo`
+    The event names its monitor; `--monitor`, if given, must agree. A failure
+    leaves the event confirmed, records the attempt failed and exits 1.
+
+    Example: `drift adapt --event 3`
     """
     from drift import pipeline
 
     settings = Settings()
-    (m,) = select_monitors(monitor) if monitor else select_monitors(None)[:1]
-    result = pipeline.adapt_for_event(settings, m, event)
+    m = event_monitor(settings, event, monitor)
+    try:
+        result = pipeline.adapt_for_event(settings, m, event)
+    except pipeline.AdaptationFailedError as exc:
+        fail(str(exc))
     verdict = "promoted" if result["promoted"] else "not promoted"
-    console.print(f"event {event}: {verdict} - {'; '.join(result['reasons']) or 'validated'}")
+    console.print(f"event {event} ({m.name}): {verdict} - {'; '.join(result['reasons']) or 'validated'}")
 
 
 @app.command("meta-train")

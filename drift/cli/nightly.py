@@ -27,6 +27,7 @@ from drift.model_files import first_line
 
 if TYPE_CHECKING:  # the CLI imports the pipeline (and torch) only when a command runs
     from drift.pipeline.results import NightDecision
+    from drift.store.models import DriftEvent
 
 #: the most nights one `drift backfill` plans (two years): a typo in a date is not a plan
 MAX_BACKFILL_NIGHTS = 731
@@ -145,11 +146,15 @@ def status(monitor: MonitorOption = None) -> None:
                 m.name,
                 last.batch_date.isoformat() if last else "-",
                 f"{verdict} ({last.error})" if last and last.status == "failed" else verdict,
-                ", ".join(f"#{e.id} {e.status} {e.shift_type or ''}".strip() for e in open_events)
-                or "none",
+                ", ".join(_open_event_label(e) for e in open_events) or "none",
                 f"v{version.version} ({version.origin})" if version else "not fitted",
             )
     console.print(table)
+
+
+def _open_event_label(event: DriftEvent) -> str:
+    label = f"#{event.id} {event.status} {event.shift_type or ''}".strip()
+    return f"{label} (acked by {event.acked_by})" if event.acked_at is not None else label
 
 
 @app.command()

@@ -44,6 +44,7 @@ from drift.pipeline.nightly import (
     send_alerts,
 )
 from drift.pipeline.results import (
+    AdaptationFailedError,
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
@@ -65,6 +66,7 @@ __all__ = [
     "NOVEL_LABEL_SHARE",
     "SAMPLE_ROWS",
     "AdaptationOutcome",
+    "AdaptationFailedError",
     "BatchFailedError",
     "Candidate",
     "Collected",

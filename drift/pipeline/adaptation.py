@@ -8,16 +8,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from drift import sources
+from drift import events, leases, sources
 from drift.atomic import write_file
 from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.embed import Embedder
 from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_dir
+from drift.pipeline.attempts import adaptation_method, all_or_nothing
 from drift.pipeline.fit import fit_monitor
 from drift.pipeline.results import (
     AdaptationOutcome,
@@ -113,17 +114,18 @@ def _retype_by_feedback(
     return shift_type
 
 
+@all_or_nothing
 def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id: int) -> Collected:
-    """The event's nightly rows joined with their feedback labels; moves the event to `adapting`."""
+    """The event's nightly rows joined with their feedback labels; moves the event to `adapting`.
+
+    Refuses an event that is another monitor's (:class:`~drift.events.EventMonitorMismatchError`).
+    """
     from sqlalchemy import select
 
-    from drift import events
-    from drift.store.models import DriftEvent, FeedbackLabel
+    from drift.store.models import FeedbackLabel
 
     with session_scope(settings.db_url) as session:
-        event = session.get(DriftEvent, event_id)
-        if event is None:
-            raise LookupError(f"no drift event with id {event_id}")
+        event = events.get_event(session, event_id, monitor=monitor.name)
         if event.status != EventStatus.CONFIRMED:  # e.g. a re-run night emitted the Asset again
             return {
                 "event_id": event_id,
@@ -145,8 +147,23 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
             columns=["batch_date", "row_id", "label"],
         )
         shift_type = _retype_by_feedback(settings, monitor, event, labels)
-        events.set_event_status(session, event_id, EventStatus.ADAPTING)
+        leases.take(session, event_id)
 
+    with leases.held(settings.db_url, event_id):
+        rows, path = _collect_rows(settings, monitor, event_id, nights, labels)
+    return {
+        "event_id": event_id,
+        "status": StepStatus.COLLECTED,
+        "shift_type": shift_type,
+        "path": str(path),
+        "n_rows": len(rows),
+        "n_labelled": int(rows["label"].notna().sum()),
+    }
+
+
+def _collect_rows(
+    settings: Settings, monitor: MonitorConfig, event_id: int, nights: dict[Any, list[str]], labels: pd.DataFrame
+) -> tuple[pd.DataFrame, Path]:
     id_column = monitor.source.id_column
     columns = [*monitor.source.input_columns, *([id_column] if id_column else [])]
     frames = []
@@ -162,16 +179,10 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
         rows["label"] = np.nan
     path = adapt_dir(settings, monitor, event_id) / "collected.parquet"
     write_file(path, lambda p: rows.to_parquet(p))
-    return {
-        "event_id": event_id,
-        "status": StepStatus.COLLECTED,
-        "shift_type": shift_type,
-        "path": str(path),
-        "n_rows": len(rows),
-        "n_labelled": int(rows["label"].notna().sum()),
-    }
+    return rows, path
 
 
+@all_or_nothing
 def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> Candidate:
     """Adapt the model to the shifted nights' labelled rows and fit a candidate version.
 
@@ -208,7 +219,9 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
         reason = f"{len(labelled)} feedback-labelled rows, need {cfg.min_labels}"
     elif n_classes is None or labelled["label"].max() >= n_classes:
         reason = "feedback labels outside the model's classes"
-    if reason is not None:
+    if reason is not None:  # the shift stays confirmed, for a human
+        with session_scope(settings.db_url) as session:
+            events.set_event_status(session, event_id, EventStatus.CONFIRMED)
         return {"event_id": event_id, "status": StepStatus.SKIPPED, "reason": reason}
 
     order = np.random.default_rng(event_id).permutation(len(labelled))
@@ -227,12 +240,12 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
     x_support = rehearsal[columns].to_numpy(np.float32)
     y_support = rehearsal["label"].to_numpy(np.int64)
     module = trainable_module(fitted.model_spec(monitor.model))
-    if (meta_dir(settings, monitor) / "meta.json").exists():
+    method = adaptation_method(settings, monitor)
+    if method == "mol":
         learner = MetaOODLearner.load(meta_dir(settings, monitor), module)
-        adapted, method = learner.adapt(x_support, y_support), "mol"
+        adapted = learner.adapt(x_support, y_support)
     else:
         adapted = fine_tune(module, x_support, y_support, steps=cfg.inner_steps, lr=cfg.inner_lr)
-        method = "finetune"
     model_file = export_module(adapted, _as_tensor(x_support[:2]), folder / "model.pt2")
 
     # the new domain's rows join the banks; thresholds stay calibrated on the configured
@@ -279,6 +292,7 @@ def _accuracy(spec: ModelSpec, columns: list[str], frame: pd.DataFrame) -> float
     return float((logits.argmax(axis=1) == frame["label"].to_numpy()).mean())
 
 
+@all_or_nothing
 def validate_candidate(
     settings: Settings, monitor: MonitorConfig, candidate: Candidate
 ) -> Validation:
@@ -322,21 +336,17 @@ def validate_candidate(
     }
 
 
+@all_or_nothing
 def promote_candidate(
     settings: Settings, monitor: MonitorConfig, validation: Validation
 ) -> Promotion:
     """Promote a validated candidate in one transaction and resolve the event; else reject it."""
-    from drift import events
-    from drift.store.models import Adaptation, DriftEvent
+    from drift.store.models import Adaptation
 
     event_id = validation["event_id"]
     with session_scope(settings.db_url) as session:
         monitor_id = repo.get_monitor_row(session, monitor.name).id
-        if (
-            validation["status"] != StepStatus.CANDIDATE
-        ):  # skipped: the shift stays confirmed for a human
-            if session.get(DriftEvent, event_id).status == EventStatus.ADAPTING:
-                events.set_event_status(session, event_id, EventStatus.CONFIRMED)
+        if validation["status"] != StepStatus.CANDIDATE:  # skipped: adapt left the event confirmed
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
         adaptation = session.get(Adaptation, validation["adaptation_id"])
         version = repo.get_version(session, monitor_id, validation["version"])

@@ -280,6 +280,8 @@ def _decide_night(
 
     batch = repo.get_batch(session, monitor_id, batch_date)
     previous = repo.previous_batch(session, monitor_id, batch_date)
+    if previous is not None and previous.model_version_id != batch.model_version_id:
+        previous = None  # a newly active version (promotion, rollback) starts the gate afresh
     evidence = night_evidence(session, batch, batch_date)
     decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
     event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
@@ -308,8 +310,13 @@ def _decide_night(
         "newly_confirmed": bool(event and event.confirmed_on == batch_date),
         "reasons": reasons,
     }
+    # a surge on a night of an event a person acknowledged (or closed) is recorded, not sent
+    seen_by_a_person = event is not None and (
+        event.acked_at is not None or event.status == EventStatus.CLOSED
+    )
     for alert in _night_alerts(monitor, night):
-        alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch.id, **alert)
+        silenced = seen_by_a_person and alert["kind"] == "ood_surge"
+        alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch.id, silenced=silenced, **alert)
     return night
 
 
@@ -330,6 +337,7 @@ def _night_alerts(monitor: MonitorConfig, decision: NightDecision) -> list[dict[
                 "dedupe_key": f"{monitor.name}:{night}:ood_surge",
                 "message": f"[{monitor.name}] OOD surge on {night}: {rates} (ceiling {ceiling:.0%})",
                 "payload": {"batch_date": night, "ood_rate": decision["ood_rate"]},
+                "event_id": decision["event_id"],
             }
         )
     if decision["newly_confirmed"]:

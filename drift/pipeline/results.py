@@ -13,6 +13,10 @@ from typing import NotRequired, TypedDict
 from drift.status import EventStatus, ShiftType, StepStatus, Verdict
 
 
+class AdaptationFailedError(RuntimeError):
+    """An adaptation step failed; the attempt is recorded failed and the event left as it was."""
+
+
 class BatchFailedError(RuntimeError):
     """The night could not be processed; it is recorded as failed with this message."""
 

@@ -56,6 +56,8 @@ class EventView:
     decisive_tests: pd.DataFrame
     reasons: list[str]
     resolution: str | None
+    #: what a person did: "acknowledged by …", "closed as false-alarm by …: note"
+    actions: list[str]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ class ReportData:
     night: date
     #: the night :func:`most_shifted_night` picks in range
     most_shifted: date
+    #: events of this monitor a person closed as a false alarm, ever (the statistics line)
+    false_alarms_total: int = 0
+    #: every event of this monitor, ever
+    events_total: int = 0
 
     @property
     def start(self) -> date:
@@ -272,7 +278,34 @@ def _event_view(session: Session, event: DriftEvent) -> EventView:
         ),
         reasons=list(reasons),
         resolution=event.evidence.get("resolution"),
+        actions=_person_actions(event),
     )
+
+
+def _person_actions(event: DriftEvent) -> list[str]:
+    actions = []
+    if event.acked_at is not None:
+        actions.append(f"acknowledged by {event.acked_by} at {event.acked_at:%Y-%m-%d %H:%M} UTC")
+    if event.closed_at is not None:
+        note = f": {event.note}" if event.note else ""
+        actions.append(f"closed as {event.closed_as} by {event.closed_by} at {event.closed_at:%Y-%m-%d %H:%M} UTC{note}")
+    return actions
+
+
+def _event_counts(session: Session, monitor_id: int) -> tuple[int, int]:
+    """(events closed as a false alarm, all events) of the monitor, ever."""
+    from sqlalchemy import func
+
+    from drift.status import CloseReason
+
+    counts = dict(
+        session.execute(
+            select(DriftEvent.closed_as, func.count())
+            .where(DriftEvent.monitor_id == monitor_id)
+            .group_by(DriftEvent.closed_as)
+        ).all()
+    )
+    return int(counts.get(CloseReason.FALSE_ALARM, 0)), int(sum(counts.values()))
 
 
 def _events_in_range(session: Session, monitor_id: int, start: date, end: date) -> list[DriftEvent]:
@@ -417,6 +450,7 @@ def load_report_data(
         most_shifted = (
             most_shifted_night(act_tests) if not act_tests.empty else detector_nights["night"].iloc[0]
         )
+        false_alarms, n_events = _event_counts(session, monitor_row.id)
         if night is None:
             night = most_shifted
         elif night not in set(detector_nights["night"]):
@@ -431,4 +465,6 @@ def load_report_data(
             adaptations=_adaptations(session, monitor_row.id, first, last, [e.id for e in events]),
             night=night,
             most_shifted=most_shifted,
+            false_alarms_total=false_alarms,
+            events_total=n_events,
         )

@@ -207,10 +207,19 @@ def _event_section(event: EventView) -> str:
     )
     reasons = "".join(f"<li>{_e(r)}</li>" for r in event.reasons)
     resolution = f"<p>Resolution: {_e(event.resolution)}</p>" if event.resolution else ""
+    actions = "".join(f'<p class="person">{_e(a[:1].upper() + a[1:])}.</p>' for a in event.actions)
     return (
-        f'<div class="event"><h3>Event #{event.id}</h3>{facts}'
+        f'<div class="event"><h3>Event #{event.id}</h3>{facts}{actions}'
         f"<p>Decisive tests on {event.decisive_night} (Bonferroni across the act family):</p>{tests}"
         f"<p>Gate reasons:</p><ul>{reasons}</ul>{resolution}</div>"
+    )
+
+
+def _false_alarm_line(data: ReportData) -> str:
+    in_range = sum(1 for e in data.events if any(a.startswith("closed as false-alarm") for a in e.actions))
+    return (
+        f'<p class="muted">False alarms ({_e(data.monitor)}): {in_range} of {_plural(len(data.events), "event")} '
+        f"in range, {data.false_alarms_total} of {data.events_total} ever, closed as false-alarm by a person.</p>"
     )
 
 
@@ -273,7 +282,7 @@ def build_html(data: ReportData, figures: dict[str, bytes]) -> str:
         f"{' (the most shifted night in range)' if data.night == data.most_shifted else ''}; "
         "dashed: the threshold.</p>" + _figure_or_note(figures, "scores", "score histograms"),
         f"<h2>Top drifted input columns on {night}</h2>" + _columns_section(data, figures),
-        "<h2>Drift events</h2>" + events,
+        "<h2>Drift events</h2>" + _false_alarm_line(data) + events,
         "<h2>Adaptations</h2>" + _adaptations_section(data.adaptations),
         "<h2>Verdict timeline</h2>" + _timeline(data),
     ]

@@ -140,14 +140,14 @@ class DriftTest(Base):
 
 
 class DriftEvent(Base):
-    """A shift: warning → confirmed → adapting → resolved."""
+    """A shift: warning → confirmed → adapting → resolved, or closed by a person (see :mod:`drift.events`)."""
 
     __tablename__ = "drift_events"
     __table_args__ = (Index("ix_drift_events_monitor_status", "monitor_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     monitor_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
-    #: warning | confirmed | adapting | resolved
+    #: warning | confirmed | adapting | resolved | closed
     status: Mapped[str] = mapped_column(String(20), default="warning")
     #: covariate | semantic | prior | mixed (None until known)
     shift_type: Mapped[str | None] = mapped_column(String(20), default=None)
@@ -158,6 +158,18 @@ class DriftEvent(Base):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: acknowledged by a person: the event stays open, its repeat alerts are silenced
+    acked_at: Mapped[datetime | None] = mapped_column(default=None)
+    acked_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    #: closed by a person: false-alarm | handled
+    closed_as: Mapped[str | None] = mapped_column(String(20), default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    #: the adaptation lease: who runs it and their last heartbeat (`drift reset` checks it)
+    adapting_since: Mapped[datetime | None] = mapped_column(default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
 
     monitor: Mapped[MonitoredModel] = relationship(lazy="selectin")
     batches: Mapped[list[Batch]] = relationship(secondary="drift_event_batches", order_by=Batch.batch_date)
@@ -197,6 +209,22 @@ class Adaptation(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class AuditEntry(Base):
+    """One thing a person did to a monitor or an event: ack, close, reopen, reset, rollback."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drift_events.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class Alert(Base):
     """One alert; ``dedupe_key`` makes it at most one per event and kind."""
 
@@ -217,7 +245,7 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(20), default="warning")
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: pending | sent | failed
+    #: pending | sent | failed | silenced (its event was acknowledged or closed: recorded, not sent)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

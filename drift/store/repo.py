@@ -15,7 +15,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from drift.store.models import Base, Batch, DetectorScore, DriftTest, ModelVersion, MonitoredModel
+from drift.store.models import (
+    AuditEntry,
+    Base,
+    Batch,
+    DetectorScore,
+    DriftTest,
+    ModelVersion,
+    MonitoredModel,
+)
 from drift.store.types import utcnow
 
 
@@ -182,3 +190,24 @@ def list_batches(
     if end is not None:
         query = query.where(Batch.batch_date <= end)
     return list(session.scalars(query.order_by(Batch.batch_date)))
+
+
+def record_audit(
+    session: Session, monitor_id: int, action: str, actor: str, *, event_id: int | None = None, **details: Any
+) -> AuditEntry:
+    """One ``audit_log`` row: who did what to a monitor (or one of its events), now."""
+    entry = AuditEntry(
+        monitor_id=monitor_id, event_id=event_id, action=action, actor=actor, at=utcnow(), details=details
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_versions(session: Session, monitor_id: int) -> list[ModelVersion]:
+    """Every version of a monitor, oldest first."""
+    return list(
+        session.scalars(
+            select(ModelVersion).where(ModelVersion.monitor_id == monitor_id).order_by(ModelVersion.version)
+        )
+    )
