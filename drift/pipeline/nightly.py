@@ -243,12 +243,16 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
     """
     from drift import events
 
-    monitor_id, _, _ = active_fitted(settings, monitor)
+    from drift.pipeline.calibration_window import in_sample_check
+
+    monitor_id, _, fitted = active_fitted(settings, monitor)
     with session_scope(settings.db_url) as session:
         batch = repo.get_batch(session, monitor_id, batch_date)
         previous = repo.previous_batch(session, monitor_id, batch_date)
         evidence = _night_evidence(session, batch, batch_date)
-        decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
+        # new thresholds, new in-control rates: the gate restarts with each model version
+        same_version = previous is not None and previous.model_version_id == batch.model_version_id
+        decision = gate.decide(monitor.gate, previous.gate_state if same_version else None, evidence)
         event = events.record_decision(
             session, monitor_id, batch, decision
         )  # sets verdict, gate_state
@@ -256,7 +260,14 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
         batch.error = None
         batch.finished_at = utcnow()
         ood_rate = {s.detector: s.ood_rate for s in batch.scores}
-        batch.summary = {"ood_rate": ood_rate, "reasons": decision.reasons}
+        calibration_warning = in_sample_check(session, batch, fitted, monitor.name)
+        if calibration_warning:
+            log.warning("%s %s: %s", monitor.name, batch_date, calibration_warning)
+        batch.summary = {
+            "ood_rate": ood_rate,
+            "reasons": decision.reasons,
+            "calibration_warning": calibration_warning,
+        }
         return {
             "monitor": monitor.name,
             "batch_date": batch_date.isoformat(),
@@ -267,6 +278,7 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
             "event_status": EventStatus(event.status) if event else None,
             "newly_confirmed": bool(event and event.confirmed_on == batch_date),
             "reasons": decision.reasons,
+            "calibration_warning": calibration_warning,
         }
 
 
