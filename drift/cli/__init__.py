@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 # importing a module registers its commands, in this order in `drift --help`
-from drift.cli import nightly, events, reporting  # noqa: F401  # isort: skip
+from drift.cli import nightly, calibration, events, reporting  # noqa: F401  # isort: skip
 from drift.cli.app import app, error
 from drift.config import ConfigError
 from drift.model_files import first_line

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,10 @@ from drift.cli.app import (
 )
 from drift.config import ConfigError, Settings
 from drift.model_files import first_line
+
+if TYPE_CHECKING:
+    from drift.pipeline.results import FitResult
+    from drift.store.models import Batch
 
 
 @app.command()
@@ -61,8 +65,22 @@ def fit(monitor: MonitorOption = None) -> None:
             f"{m.name}: version {result['version']} active - detectors {', '.join(result['detectors'])}, "
             f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
         )
+        console.print(f"  {fitted_on(result)}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def fitted_on(result: FitResult) -> str:
+    """What the thresholds were fitted on, and the model's accuracy on bank and calibration rows."""
+    line = (
+        f"thresholds of {', '.join(result['detectors'])} fitted on "
+        f"{result.get('calibrated_on', 'held-out rows')}: {result['n_calibration']} rows"
+    )
+    bank, calibration = result.get("accuracy_bank"), result.get("accuracy_calibration")
+    if bank is not None and calibration is not None:
+        # rows the model trained on score better than unseen ones, on accuracy as on OOD scores
+        line += f"; model accuracy {calibration:.1%} on calibration rows, {bank:.1%} on bank rows"
+    return line
 
 
 @app.command()
@@ -106,6 +124,7 @@ def status(monitor: MonitorOption = None) -> None:
 
     settings = Settings()
     table = Table(title="driftwatch status")
+    warnings = []
     for column in ("monitor", "last night", "verdict", "open events", "active version"):
         table.add_column(column)
     with session_scope(settings.db_url) as session:
@@ -127,7 +146,20 @@ def status(monitor: MonitorOption = None) -> None:
                 or "none",
                 f"v{version.version} ({version.origin})" if version else "not fitted",
             )
+            warning = version and calibration_warning(batches, version.id)
+            if warning:
+                warnings.append((m.name, warning))
     console.print(table)
+    for name, warning in warnings:
+        console.print(f"{name}: {warning}", highlight=False, soft_wrap=True)
+
+
+def calibration_warning(batches: list[Batch], version_id: int) -> str | None:
+    """The latest in-sample warning stored on a night of the active version."""
+    for batch in reversed(batches):
+        if batch.model_version_id == version_id and (batch.summary or {}).get("calibration_warning"):
+            return str(batch.summary["calibration_warning"])
+    return None
 
 
 @app.command()
