@@ -99,8 +99,9 @@ class ConformalCalibrator:
         return cal
 
 
-#: fewest calibration scores at or above the threshold (K); below it a threshold is too noisy
-MIN_FLAG_RANKS = 10
+#: fewest calibration scores at or above the threshold (K) a production window must give:
+#: the true flag rate of a threshold on m rows varies by about 1 / sqrt(K) of itself
+MIN_FLAG_RANKS = 50
 #: nights after a fit that the in-sample check pools
 IN_SAMPLE_NIGHTS = 7
 #: false-alarm budget of the in-sample check per look, split across detectors (Bonferroni);
@@ -114,7 +115,7 @@ def min_calibration_rows(tpr: float) -> int:
     Examples
     --------
     >>> min_calibration_rows(0.95), min_calibration_rows(0.9)
-    (200, 100)
+    (1000, 500)
     """
     return math.ceil(MIN_FLAG_RANKS / (1.0 - tpr) - 1e-9)
 

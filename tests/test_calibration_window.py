@@ -1,0 +1,191 @@
+"""Thresholds from production nights: calibration_nights, drift recalibrate, the in-sample warning.
+
+The stream (drift.calibration_stream): an over-fitted MLP whose reference file is
+its own training set; nights are unseen rows of the same population, the last one
+with 20% novel rows.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from drift import pipeline
+from drift.calibration_stream import MONITOR, build_stream, write_config
+from drift.config import CalibrationWindow, Settings, get_monitor
+from drift.stats import expected_flag_rate
+from drift.status import Verdict
+from drift.store.db import session_scope
+from drift.store.models import Batch, ModelVersion
+
+QUIET_NIGHTS = 40  # 10 window nights + 30 quiet nights, then the shift
+
+
+@pytest.fixture(scope="session")
+def stream(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    return build_stream(
+        tmp_path_factory.mktemp("calibration_stream"), nights=QUIET_NIGHTS + 1, shift_from=QUIET_NIGHTS
+    )
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+
+    def make(db_url: str) -> Settings:
+        return Settings(home=tmp_path / "home", database_url=db_url)
+
+    return make
+
+
+def _monitor(stream, settings: Settings, window: tuple[date, date] | None, tmp_path: Path):  # noqa: ANN001, ANN202
+    name = f"monitor-{tmp_path.name}-{window[0] if window else 'none'}.yaml"
+    return get_monitor(MONITOR, write_config(stream.root, window, name), settings)
+
+
+def _versions(settings: Settings) -> int:
+    with session_scope(settings.db_url) as session:
+        return session.scalar(select(func.count()).select_from(ModelVersion))
+
+
+def test_without_a_window_the_in_sample_warning_appears_in_the_first_week(
+    stream, settings_for, sqlite_url, tmp_path, capsys
+):
+    settings = settings_for(sqlite_url)
+    monitor = _monitor(stream, settings, None, tmp_path)
+    result = pipeline.fit_monitor(settings, monitor)
+    # fitted on a held-out share of the training file: the model knows it as well as the bank
+    assert result["calibrated_on"].startswith("0.3 of ")
+    assert result["accuracy_calibration"] == pytest.approx(result["accuracy_bank"], abs=0.02)
+    assert result["accuracy_calibration"] > stream.test_accuracy + 0.1
+    warnings = []
+    for night in stream.nights[:7]:
+        warnings.append(pipeline.run_night(settings, monitor, night)["calibration_warning"])
+    first = next(i for i, w in enumerate(warnings) if w)
+    sentence = warnings[first]
+    assert sentence.startswith("calibration looks in-sample: energy flagged ")
+    assert "calibration_nights" in sentence and "drift recalibrate --monitor overfit" in sentence
+    with session_scope(settings.db_url) as session:
+        stored = session.scalars(select(Batch).where(Batch.batch_date == stream.nights[first])).one()
+        assert stored.summary["calibration_warning"] == sentence
+
+    from drift.cli import app
+
+    runner = CliRunner()
+    env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": sqlite_url,
+           "DRIFT_CONFIG": str(stream.root / f"monitor-{tmp_path.name}-none.yaml")}
+    status = runner.invoke(app, ["status"], env=env)
+    assert status.exit_code == 0 and "calibration looks in-sample" in status.output
+
+
+def test_with_a_window_quiet_nights_flag_at_nominal_and_a_shift_confirms_at_once(
+    stream, settings_for, sqlite_url, tmp_path
+):
+    settings = settings_for(sqlite_url)
+    window = (stream.nights[0], stream.nights[9])
+    monitor = _monitor(stream, settings, window, tmp_path)
+    result = pipeline.fit_monitor(settings, monitor)
+    assert result["calibrated_on"] == f"production nights {window[0]}..{window[1]}"
+    assert result["n_calibration"] == 10 * 500 and result["n_bank"] == 1500  # all of the reference
+    decisions = [pipeline.run_night(settings, monitor, n) for n in stream.nights[10:QUIET_NIGHTS]]
+    assert [d["verdict"] for d in decisions].count(Verdict.CONFIRM) == 0
+    assert not any(d["calibration_warning"] for d in decisions)
+    expected = expected_flag_rate(monitor.tpr, result["n_calibration"])
+    n_rows = 30 * 500
+    # binomial noise of the pooled count plus the threshold's own estimation noise (m rows)
+    noise = 3 * math.sqrt(expected * (1 - expected) * (1 / n_rows + 1 / result["n_calibration"]))
+    for detector in result["detectors"]:
+        pooled = np.mean([d["ood_rate"][detector] for d in decisions])
+        assert abs(pooled - expected) <= noise, (detector, pooled)
+
+    shifted = pipeline.run_night(settings, monitor, stream.nights[QUIET_NIGHTS])
+    assert shifted["verdict"] == Verdict.CONFIRM and shifted["newly_confirmed"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_recalibrate_from_stored_scores_matches_a_fit_on_the_same_window(
+    stream, settings_for, db, request, tmp_path
+):
+    db_url = request.getfixturevalue(f"{db}_url")
+    settings = settings_for(db_url)
+    monitor = _monitor(stream, settings, (stream.nights[0], stream.nights[9]), tmp_path)
+    pipeline.fit_monitor(settings, monitor)
+    for night in stream.nights[10:20]:
+        pipeline.run_night(settings, monitor, night)
+
+    window = CalibrationWindow(start=stream.nights[10], end=stream.nights[19])
+    recalibrated = pipeline.recalibrate(settings, monitor, window)
+    assert recalibrated["version"] == 2 and recalibrated["origin"] == f"recalibrate:{window.label()}"
+    assert recalibrated["calibration_nights"] == window.model_dump(mode="json")
+    refit_monitor = _monitor(stream, settings, (window.start, window.end), tmp_path)
+    refit = pipeline.fit_monitor(settings, refit_monitor, promote=False)
+    stored, embedded = pipeline.load_fitted(recalibrated["path"]), pipeline.load_fitted(refit["path"])
+    for name, calibrator in stored.calibrators.items():
+        # same bank, same rows: the stored nightly scores are the re-embedded ones up to
+        # float rounding of a different batching
+        assert calibrator.m == embedded.calibrators[name].m == 5000
+        assert calibrator.threshold_ == pytest.approx(embedded.calibrators[name].threshold_, rel=1e-5)
+
+    # the gate restarts on the new version's first night
+    decision = pipeline.run_night(settings, monitor, stream.nights[20])
+    with session_scope(settings.db_url) as session:
+        batch = session.scalars(select(Batch).where(Batch.batch_date == stream.nights[20])).one()
+        assert batch.gate_state["nights"] == 1
+    assert decision["verdict"] == Verdict.OK
+
+    # nights scored by v1 cannot calibrate v2 (now active)
+    with pytest.raises(ValueError, match="scored by model version v1, not the active v2"):
+        pipeline.recalibrate(settings, monitor, window)
+    assert _versions(settings) == 3
+
+
+def _run_cli(settings: Settings, config: Path, *args: str):  # noqa: ANN202
+    from drift.cli import app
+
+    env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": settings.database_url,
+           "DRIFT_CONFIG": str(config)}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_bad_windows_are_refused_in_one_line_and_write_nothing(
+    stream, settings_for, sqlite_url, tmp_path
+):
+    settings = settings_for(sqlite_url)
+    late = stream.nights[-1] + timedelta(days=5)
+    outside = write_config(stream.root, (stream.nights[-1], late), f"outside-{tmp_path.name}.yaml")
+    result = _run_cli(settings, outside, "fit")
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert f"night {stream.nights[-1] + timedelta(days=1)} is not a landed" in result.output
+    assert _versions(settings) == 0
+
+    # a window over a confirmed event: the shift night confirms at once
+    monitor = _monitor(stream, settings, (stream.nights[0], stream.nights[9]), tmp_path)
+    pipeline.fit_monitor(settings, monitor)
+    for night in stream.nights[QUIET_NIGHTS - 2 :]:
+        pipeline.run_night(settings, monitor, night)
+    start, end = stream.nights[QUIET_NIGHTS - 2], stream.nights[QUIET_NIGHTS]
+    over_event = write_config(stream.root, (start, end), f"event-{tmp_path.name}.yaml")
+    result = _run_cli(settings, over_event, "fit")
+    assert result.exit_code == 1 and "overlap drift event #1 (confirmed" in result.output
+    result = _run_cli(settings, over_event, "recalibrate", "--monitor", MONITOR,
+                      "--start", start.isoformat(), "--end", end.isoformat())
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "overlap drift event #1 (confirmed" in result.output
+    # nights never run, and too few rows
+    never = [stream.nights[20].isoformat(), stream.nights[21].isoformat()]
+    result = _run_cli(settings, over_event, "recalibrate", "-m", MONITOR, "--start", never[0], "--end", never[1])
+    assert result.exit_code == 1 and f"night {never[0]} has not succeeded (never run)" in result.output
+    one = stream.nights[QUIET_NIGHTS - 2].isoformat()
+    result = _run_cli(settings, over_event, "recalibrate", "-m", MONITOR, "--start", one, "--end", one)
+    assert result.exit_code == 1 and "hold 500 rows; thresholds at tpr 0.95 need at least" in result.output
+    assert _versions(settings) == 1
+    assert not list((settings.artifacts_dir / MONITOR / "versions").glob("v2"))
+    shutil.rmtree(settings.home)
