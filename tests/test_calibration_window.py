@@ -29,14 +29,14 @@ QUIET_NIGHTS = 40  # 10 window nights + 30 quiet nights, then the shift
 
 
 @pytest.fixture(scope="session")
-def stream(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def stream(tmp_path_factory: pytest.TempPathFactory):
     return build_stream(
         tmp_path_factory.mktemp("calibration_stream"), nights=QUIET_NIGHTS + 1, shift_from=QUIET_NIGHTS
     )
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DRIFT_CONFIG", raising=False)
 
     def make(db_url: str) -> Settings:
@@ -45,7 +45,7 @@ def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN2
     return make
 
 
-def _monitor(stream, settings: Settings, window: tuple[date, date] | None, tmp_path: Path):  # noqa: ANN001, ANN202
+def _monitor(stream, settings: Settings, window: tuple[date, date] | None, tmp_path: Path):
     name = f"monitor-{tmp_path.name}-{window[0] if window else 'none'}.yaml"
     return get_monitor(MONITOR, write_config(stream.root, window, name), settings)
 
@@ -146,7 +146,7 @@ def test_recalibrate_from_stored_scores_matches_a_fit_on_the_same_window(
     assert _versions(settings) == 3
 
 
-def _run_cli(settings: Settings, config: Path, *args: str):  # noqa: ANN202
+def _run_cli(settings: Settings, config: Path, *args: str):
     from drift.cli import app
 
     env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": settings.database_url,

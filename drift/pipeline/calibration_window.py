@@ -130,7 +130,7 @@ def _stored_scores(
     settings: Settings, monitor: MonitorConfig, nights: list[date], detectors: list[str]
 ) -> dict[str, np.ndarray]:
     columns = [f"score__{name}" for name in detectors]
-    frames = []
+    frames: list[pd.DataFrame] = []
     for night in nights:
         shards = sorted(scores_dir(settings, monitor, night).glob("shard-*.parquet"))
         if not shards:
@@ -147,7 +147,7 @@ def _check_scored_nights(
 ) -> ModelVersion:
     """The active version, after checking every night succeeded under it and no event overlaps."""
     monitor_row = repo.get_monitor_row(session, monitor.name)
-    active = monitor_row and repo.active_version(session, monitor_row.id)
+    active = repo.active_version(session, monitor_row.id) if monitor_row is not None else None
     if monitor_row is None or active is None:
         raise ValueError(f"monitor '{monitor.name}' has no fitted model version: run `drift fit` first")
     batches = {b.batch_date: b for b in repo.list_batches(session, monitor_row.id, window.start, window.end)}

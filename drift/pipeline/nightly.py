@@ -242,7 +242,6 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
     Returns a :class:`~drift.pipeline.results.NightDecision`.
     """
     from drift import events
-
     from drift.pipeline.calibration_window import in_sample_check
 
     monitor_id, _, fitted = active_fitted(settings, monitor)

@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drift.config import MonitorConfig, Settings
 from drift import stats
+from drift.config import MonitorConfig, Settings
 from drift.stats import expected_flag_rate
 from drift.store import repo
 from drift.store.db import session_scope
@@ -140,6 +140,8 @@ def _batches_in_range(
                 "event": events.get(b.id),
                 "version_path": versions.get(b.model_version_id),
                 "gate_state": b.gate_state or {},
+                # the in-sample sentence of drift.calibration.in_sample_warning, or None
+                "calibration_warning": (b.summary or {}).get("calibration_warning"),
             }
             for b in batches
         ]
