@@ -55,34 +55,48 @@ def _versions(settings: Settings) -> int:
         return session.scalar(select(func.count()).select_from(ModelVersion))
 
 
+def _run_cli(settings: Settings, config: Path, *args: str):
+    from drift.cli import app
+
+    env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": settings.database_url,
+           "DRIFT_CONFIG": str(config)}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
 def test_without_a_window_the_in_sample_warning_appears_in_the_first_week(
-    stream, settings_for, sqlite_url, tmp_path, capsys
+    stream, settings_for, sqlite_url, tmp_path
 ):
+    from drift.report import build_report
+
     settings = settings_for(sqlite_url)
     monitor = _monitor(stream, settings, None, tmp_path)
-    result = pipeline.fit_monitor(settings, monitor)
+    config = stream.root / f"monitor-{tmp_path.name}-none.yaml"
+    fitted = _run_cli(settings, config, "fit")
+    assert fitted.exit_code == 0, fitted.output
+    assert "thresholds of knn, energy fitted on 0.3 of " in fitted.output
+    with session_scope(settings.db_url) as session:
+        manifest = session.scalars(select(ModelVersion)).one().metrics
     # fitted on a held-out share of the training file: the model knows it as well as the bank
-    assert result["calibrated_on"].startswith("0.3 of ")
-    assert result["accuracy_calibration"] == pytest.approx(result["accuracy_bank"], abs=0.02)
-    assert result["accuracy_calibration"] > stream.test_accuracy + 0.1
+    assert manifest["calibrated_on"].startswith("0.3 of ")
+    assert f"model accuracy {manifest['accuracy_calibration']:.1%} on calibration rows" in fitted.output
+    assert manifest["accuracy_calibration"] == pytest.approx(manifest["accuracy_bank"], abs=0.02)
+    assert manifest["accuracy_calibration"] > stream.test_accuracy + 0.1
+
     warnings = []
     for night in stream.nights[:7]:
         warnings.append(pipeline.run_night(settings, monitor, night)["calibration_warning"])
     first = next(i for i, w in enumerate(warnings) if w)
-    sentence = warnings[first]
+    sentence = [w for w in warnings if w][-1]  # the latest, the one `drift status` shows
     assert sentence.startswith("calibration looks in-sample: energy flagged ")
     assert "calibration_nights" in sentence and "drift recalibrate --monitor overfit" in sentence
     with session_scope(settings.db_url) as session:
         stored = session.scalars(select(Batch).where(Batch.batch_date == stream.nights[first])).one()
-        assert stored.summary["calibration_warning"] == sentence
+        assert stored.summary["calibration_warning"] == warnings[first]
 
-    from drift.cli import app
-
-    runner = CliRunner()
-    env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": sqlite_url,
-           "DRIFT_CONFIG": str(stream.root / f"monitor-{tmp_path.name}-none.yaml")}
-    status = runner.invoke(app, ["status"], env=env)
-    assert status.exit_code == 0 and "calibration looks in-sample" in status.output
+    status = _run_cli(settings, config, "status")
+    assert status.exit_code == 0 and f"overfit: {sentence}" in " ".join(status.output.split())
+    html = build_report(settings, monitor).html
+    assert "calibration looks in-sample: energy flagged" in html
 
 
 def test_with_a_window_quiet_nights_flag_at_nominal_and_a_shift_confirms_at_once(
@@ -146,14 +160,6 @@ def test_recalibrate_from_stored_scores_matches_a_fit_on_the_same_window(
     assert _versions(settings) == 3
 
 
-def _run_cli(settings: Settings, config: Path, *args: str):
-    from drift.cli import app
-
-    env = {"DRIFT_HOME": str(settings.home), "DRIFT_DATABASE_URL": settings.database_url,
-           "DRIFT_CONFIG": str(config)}
-    return CliRunner().invoke(app, list(args), env=env)
-
-
 def test_bad_windows_are_refused_in_one_line_and_write_nothing(
     stream, settings_for, sqlite_url, tmp_path
 ):
@@ -189,3 +195,31 @@ def test_bad_windows_are_refused_in_one_line_and_write_nothing(
     assert _versions(settings) == 1
     assert not list((settings.artifacts_dir / MONITOR / "versions").glob("v2"))
     shutil.rmtree(settings.home)
+
+
+def test_config_refuses_two_calibration_sources_and_a_reversed_window(tmp_path):
+    from drift.config import ConfigError, load_monitors
+
+    def config(reference: str) -> Path:
+        path = tmp_path / "m.yaml"
+        path.write_text(
+            "monitors:\n  - name: m\n    model: {format: export, path: m.pt2}\n"
+            "    source: {landing: l, input_columns: [a]}\n"
+            f"    reference: {{path: r.parquet, {reference}}}\n"
+        )
+        return path
+
+    with pytest.raises(ConfigError, match="either 'calibration_path' or 'calibration_nights'"):
+        load_monitors(config("calibration_path: c.parquet, calibration_nights: {start: 2026-11-01, end: 2026-11-02}"))
+    with pytest.raises(ConfigError, match="reference.calibration_nights: .*end 2026-10-01 is before start 2026-11-01"):
+        load_monitors(config("calibration_nights: {start: 2026-11-01, end: 2026-10-01}"))
+
+
+def test_in_sample_warning_stays_quiet_when_one_night_carries_the_excess():
+    from drift.calibration import in_sample_warning
+
+    even = [(1000, 90)] * 5
+    assert in_sample_warning({"knn": even}, {"knn": (1999, 0.95)}, "m") is not None
+    # the same pooled excess in one night is a shift starting, the gate's business
+    one_night = [(1000, 50)] * 4 + [(1000, 250)]
+    assert in_sample_warning({"knn": one_night}, {"knn": (1999, 0.95)}, "m") is None
