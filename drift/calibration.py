@@ -169,8 +169,9 @@ def in_sample_warning(
                 extreme = True
         if not extreme:
             findings.append(
-                f"{name} flagged {n_flagged / n_rows:.1%} of {n_rows} rows over the first "
-                f"{len(counts)} nights after the fit (calibrated {expected_flag_rate(tpr, m):.1%}, "
+                f"{name} flagged {n_flagged / n_rows:.1%} of {n_rows} rows over the "
+                f"{'first night' if len(counts) == 1 else f'first {len(counts)} nights'} after the fit "
+                f"(calibrated {expected_flag_rate(tpr, m):.1%}, "
                 f"p={pooled.p_value:.1g})"
             )
     if not findings:
