@@ -11,7 +11,8 @@ real pipeline (SQLite, in-process):
 
 Reported per monitor: each detector's flag rate per quiet night (and its mean),
 false confirms on quiet nights, the first night with the in-sample warning, and
-the delay to the first confirm after the shift (0 = its first night).
+the delay to the first confirm after the shift (0 = its first night; see
+``confirmed_before_shift``).
 
     PYTHONPATH=. python benchmarks/calibration_stream.py   # a few minutes on 2 cores
 """
@@ -52,7 +53,7 @@ def run_monitor(root: Path, name: str, window: bool) -> dict:
     warned = [i + 1 for i, d in enumerate(decisions) if d["calibration_warning"]]
     confirms = [i for i, d in enumerate(shifted) if d["verdict"] == Verdict.CONFIRM]
     return {
-        "calibrated_on": fit["calibrated_on"],
+        "calibrated_on": fit["calibrated_on"].replace(f"{root}/", ""),
         "n_calibration": fit["n_calibration"],
         "accuracy_bank": fit["accuracy_bank"],
         "accuracy_calibration": fit["accuracy_calibration"],
@@ -68,6 +69,8 @@ def run_monitor(root: Path, name: str, window: bool) -> dict:
         "quiet_nights_in_confirm": sum(d["verdict"] == Verdict.CONFIRM for d in quiet),
         "in_sample_warning_first_night": warned[0] if warned else None,
         "in_sample_warning": next((d["calibration_warning"] for d in decisions if d["calibration_warning"]), None),
+        # meaningless when the quiet nights already ended in a confirmed (false) shift
+        "confirmed_before_shift": quiet[-1]["verdict"] == Verdict.CONFIRM,
         "shift_delay_nights": confirms[0] if confirms else None,
         "shift_flag_rate": {d: round(shifted[0]["ood_rate"][d], 4) for d in fit["detectors"]},
     }
