@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["init", "fit", "run", "events", "status", "backfill", "feedback import", "report", "adapt", "meta-train", "demo"]
+COMMANDS = ["init", "fit", "run", "events", "status", "backfill", "recalibrate", "feedback import", "report", "adapt", "meta-train", "demo"]
 
 
 @pytest.fixture
