@@ -96,6 +96,7 @@ def fit_monitor(
         columns.append(ref_cfg.label_column)
     if reference is None:
         reference = sources.read_reference(ref_cfg.path, columns)
+    window = ref_cfg.calibration_nights if calibration is None else None
     reference, calibration, calibrated_on = calibration_rows(
         settings, monitor, reference, columns, calibration
     )
@@ -140,11 +141,7 @@ def fit_monitor(
             "model_file": "model.pt2" if model_file is not None else None,
             "created_at": utcnow().isoformat(),
             "calibrated_on": calibrated_on,
-            "calibration_nights": (
-                ref_cfg.calibration_nights.model_dump(mode="json")
-                if ref_cfg.calibration_nights is not None and calibrated_on.startswith("production")
-                else None
-            ),
+            "calibration_nights": window.model_dump(mode="json") if window is not None else None,
             "accuracy_bank": _accuracy(bank),
             "accuracy_calibration": _accuracy(calibration_batch),
         }
