@@ -107,6 +107,7 @@ def test_with_a_window_quiet_nights_flag_at_nominal_and_a_shift_confirms_at_once
     monitor = _monitor(stream, settings, window, tmp_path)
     result = pipeline.fit_monitor(settings, monitor)
     assert result["calibrated_on"] == f"production nights {window[0]}..{window[1]}"
+    assert result["calibration_nights"] == {"start": window[0].isoformat(), "end": window[1].isoformat()}
     assert result["n_calibration"] == 10 * 500 and result["n_bank"] == 1500  # all of the reference
     decisions = [pipeline.run_night(settings, monitor, n) for n in stream.nights[10:QUIET_NIGHTS]]
     assert [d["verdict"] for d in decisions].count(Verdict.CONFIRM) == 0
