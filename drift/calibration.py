@@ -48,7 +48,7 @@ class ConformalCalibrator:
     [False, True]
     """
 
-    def __init__(self, tpr: float = 0.95):
+    def __init__(self, tpr: float = 0.95) -> None:
         self.tpr = tpr
 
     def fit(self, scores: np.ndarray) -> Self:
