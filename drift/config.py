@@ -158,9 +158,32 @@ class SourceSpec(_Strict):
         return self
 
 
+class CalibrationWindow(_Strict):
+    """Landed production nights ``start``..``end`` (inclusive) that the user declares clean."""
+
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CalibrationWindow:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    def label(self) -> str:
+        """``2026-11-01..2026-11-10``"""
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
 class ReferenceSpec(_Strict):
     """The in-distribution reference: a parquet file with the input columns
-    (and a label column for class-conditional detectors)."""
+    (and a label column for class-conditional detectors).
+
+    Thresholds are fitted, in order of preference, on ``calibration_nights``
+    (production nights declared clean; the whole reference is then the bank),
+    on ``calibration_path`` (rows the model never trained on), or on a held-out
+    share ``calibration_fraction`` of the reference.
+    """
 
     #: a local path or an fsspec URL (``s3://bucket/reference.parquet``)
     path: Path | str
@@ -169,7 +192,15 @@ class ReferenceSpec(_Strict):
     calibration_path: Path | str | None = None
     #: without calibration_path: share of reference rows held out of every bank for calibration
     calibration_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    #: landed production nights, declared clean, whose rows fit the thresholds at `drift fit`
+    calibration_nights: CalibrationWindow | None = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_calibration_source(self) -> ReferenceSpec:
+        if self.calibration_nights is not None and self.calibration_path is not None:
+            raise ValueError("give either 'calibration_path' or 'calibration_nights', not both")
+        return self
 
 
 class DetectorSpec(_Strict):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 COMMANDS = [
-    "init", "fit", "run", "events", "status", "backfill", "feedback import", "report", "adapt", "meta-train", "demo",
+    "init", "fit", "run", "events", "status", "backfill", "recalibrate", "feedback import", "report", "adapt", "meta-train", "demo",
     "ack", "close", "reopen", "reset", "versions", "rollback",
 ]
 

@@ -26,8 +26,8 @@ from drift.config import ConfigError, Settings
 from drift.model_files import first_line
 
 if TYPE_CHECKING:  # the CLI imports the pipeline (and torch) only when a command runs
-    from drift.pipeline.results import NightDecision
-    from drift.store.models import DriftEvent
+    from drift.pipeline.results import FitResult, NightDecision
+    from drift.store.models import Batch, DriftEvent
 
 #: the most nights one `drift backfill` plans (two years): a typo in a date is not a plan
 MAX_BACKFILL_NIGHTS = 731
@@ -70,8 +70,22 @@ def fit(monitor: MonitorOption = None) -> None:
             f"{m.name}: version {result['version']} active - detectors {', '.join(result['detectors'])}, "
             f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
         )
+        console.print(f"  {fitted_on(result)}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def fitted_on(result: FitResult) -> str:
+    """What the thresholds were fitted on, and the model's accuracy on bank and calibration rows."""
+    line = (
+        f"thresholds of {', '.join(result['detectors'])} fitted on "
+        f"{result.get('calibrated_on', 'held-out rows')}: {result['n_calibration']} rows"
+    )
+    bank, calibration = result.get("accuracy_bank"), result.get("accuracy_calibration")
+    if bank is not None and calibration is not None:
+        # rows the model trained on score better than unseen ones, on accuracy as on OOD scores
+        line += f"; model accuracy {calibration:.1%} on calibration rows, {bank:.1%} on bank rows"
+    return line
 
 
 @app.command()
@@ -129,6 +143,7 @@ def status(monitor: MonitorOption = None) -> None:
 
     settings = Settings()
     table = Table(title="driftwatch status")
+    warnings = []
     for column in ("monitor", "last night", "verdict", "open events", "active version"):
         table.add_column(column)
     with session_scope(settings.db_url) as session:
@@ -149,7 +164,20 @@ def status(monitor: MonitorOption = None) -> None:
                 ", ".join(_open_event_label(e) for e in open_events) or "none",
                 f"v{version.version} ({version.origin})" if version else "not fitted",
             )
+            warning = version and calibration_warning(batches, version.id)
+            if warning:
+                warnings.append((m.name, warning))
     console.print(table)
+    for name, warning in warnings:
+        console.print(f"{name}: {warning}", highlight=False, soft_wrap=True)
+
+
+def calibration_warning(batches: list[Batch], version_id: int) -> str | None:
+    """The latest in-sample warning stored on a night of the active version."""
+    for batch in reversed(batches):
+        if batch.model_version_id == version_id and (batch.summary or {}).get("calibration_warning"):
+            return str(batch.summary["calibration_warning"])
+    return None
 
 
 def _open_event_label(event: DriftEvent) -> str:

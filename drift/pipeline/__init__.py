@@ -7,6 +7,7 @@ per task. Steps hand each other the typed, JSON-safe dicts of
 
 Modules: :mod:`~drift.pipeline.artifacts` (artifact paths, loading a fitted
 version), :mod:`~drift.pipeline.fit` (fitting a version),
+:mod:`~drift.pipeline.calibration_window` (thresholds from production nights),
 :mod:`~drift.pipeline.nightly` (``discover -> score_shard x N -> aggregate ->
 decide -> send_alerts``), :mod:`~drift.pipeline.adaptation` (meta-training and
 ``collect -> adapt -> validate -> promote``), :mod:`~drift.pipeline.results`
@@ -32,6 +33,7 @@ from drift.pipeline.artifacts import (
     monitor_dir,
     scores_dir,
 )
+from drift.pipeline.calibration_window import recalibrate
 from drift.pipeline.fit import fit_monitor
 from drift.pipeline.nightly import (
     aggregate,
@@ -97,6 +99,7 @@ __all__ = [
     "meta_train",
     "monitor_dir",
     "promote_candidate",
+    "recalibrate",
     "record_failure",
     "run_night",
     "score_shard",

@@ -1,4 +1,10 @@
-"""Fitting a model version: detectors on the reference bank, conformal thresholds on held-out rows."""
+"""Fitting a model version: detectors on the reference bank, conformal thresholds on held-out rows.
+
+The thresholds' rows come from one of three places (:func:`calibration_rows`):
+production nights declared clean (``reference.calibration_nights``; the whole
+reference is then the bank), a held-out file (``reference.calibration_path``)
+or a held-out share of the reference (``reference.calibration_fraction``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import pandas as pd
 from drift import sources
 from drift.batch import FeatureBatch
 from drift.calibration import ConformalCalibrator
-from drift.config import MonitorConfig, Settings
+from drift.config import MonitorConfig, ReferenceSpec, Settings
 from drift.detectors import get_detector
 from drift.embed import Embedder
 from drift.pipeline.artifacts import (
@@ -23,10 +29,47 @@ from drift.pipeline.artifacts import (
     model_columns,
     monitor_dir,
 )
+from drift.pipeline.calibration_window import read_window_rows
 from drift.pipeline.results import FitResult, Manifest
 from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.types import utcnow
+
+
+def calibration_rows(
+    settings: Settings,
+    monitor: MonitorConfig,
+    reference: pd.DataFrame,
+    columns: list[str],
+    calibration: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``(bank, calibration, what the thresholds are fitted on)`` for a fit.
+
+    ``calibration_nights`` reads those landed nights through :mod:`drift.sources`
+    like the nightly run does; the bank is then the whole reference (the
+    thresholds' rows are production rows, in no bank by construction).
+    """
+    ref_cfg: ReferenceSpec = monitor.reference
+    if calibration is not None:
+        return reference, calibration.reset_index(drop=True), "rows given to fit_monitor"
+    if ref_cfg.calibration_nights is not None:
+        window = ref_cfg.calibration_nights
+        rows = read_window_rows(settings, monitor, window)
+        return reference, rows, f"production nights {window.label()}"
+    if ref_cfg.calibration_path is not None:
+        rows = sources.read_reference(ref_cfg.calibration_path, columns)
+        return reference, rows.reset_index(drop=True), f"file {ref_cfg.calibration_path}"
+    order = np.random.default_rng(ref_cfg.seed).permutation(len(reference))
+    n_calib = max(1, int(round(len(reference) * ref_cfg.calibration_fraction)))
+    held_out = reference.iloc[np.sort(order[:n_calib])].reset_index(drop=True)
+    bank = reference.iloc[np.sort(order[n_calib:])]
+    return bank, held_out, f"{ref_cfg.calibration_fraction:g} of {ref_cfg.path} held out of the bank"
+
+
+def _accuracy(batch: FeatureBatch) -> float | None:
+    if batch.labels is None or batch.logits is None:
+        return None
+    return float((batch.logits.argmax(axis=1) == batch.labels).mean())
 
 
 def fit_monitor(
@@ -41,11 +84,11 @@ def fit_monitor(
 ) -> FitResult:
     """Reference -> fitted detectors + conformal calibration, as a new model version.
 
-    Thresholds are calibrated on rows in no detector bank (docs/methods.md §2): the
-    ``reference.calibration_path`` file when configured (best: rows the model
-    never trained on), else a held-out share ``calibration_fraction`` of the
-    reference. ``model_file`` (an adapted ``torch.export`` program) is stored
-    with the version and replaces the configured model for it.
+    Thresholds are calibrated on rows in no detector bank (docs/methods.md §2),
+    chosen by :func:`calibration_rows`. ``model_file`` (an adapted
+    ``torch.export`` program) is stored with the version and replaces the
+    configured model for it. The manifest records ``calibrated_on`` and, when
+    the rows have labels, the model's accuracy on bank and calibration rows.
     """
     ref_cfg = monitor.reference
     columns = list(dict.fromkeys([*model_columns(monitor), *monitor.source.input_columns]))
@@ -53,15 +96,10 @@ def fit_monitor(
         columns.append(ref_cfg.label_column)
     if reference is None:
         reference = sources.read_reference(ref_cfg.path, columns)
-    if calibration is None and ref_cfg.calibration_path is not None:
-        calibration = sources.read_reference(ref_cfg.calibration_path, columns)
-    if calibration is None:
-        order = np.random.default_rng(ref_cfg.seed).permutation(len(reference))
-        n_calib = max(1, int(round(len(reference) * ref_cfg.calibration_fraction)))
-        calibration = reference.iloc[np.sort(order[:n_calib])]
-        reference = reference.iloc[np.sort(order[n_calib:])]
-    calibration = calibration.reset_index(drop=True)
-
+    window = ref_cfg.calibration_nights if calibration is None else None
+    reference, calibration, calibrated_on = calibration_rows(
+        settings, monitor, reference, columns, calibration
+    )
     spec = monitor.model
     if model_file is not None:
         spec = spec.model_copy(update={"format": "export", "path": Path(model_file)})
@@ -69,7 +107,8 @@ def fit_monitor(
 
     def embed(frame: pd.DataFrame) -> FeatureBatch:
         embedded = embedder.embed_frame(frame)
-        labels = frame[ref_cfg.label_column].to_numpy(np.int64) if ref_cfg.label_column else None
+        has_labels = ref_cfg.label_column is not None and ref_cfg.label_column in frame
+        labels = frame[ref_cfg.label_column].to_numpy(np.int64) if has_labels else None
         return FeatureBatch(embedded.features, embedded.logits, labels=labels)
 
     bank, calibration_batch = embed(reference), embed(calibration)
@@ -101,22 +140,31 @@ def fit_monitor(
             "origin": origin,
             "model_file": "model.pt2" if model_file is not None else None,
             "created_at": utcnow().isoformat(),
+            "calibrated_on": calibrated_on,
+            "calibration_nights": window.model_dump(mode="json") if window is not None else None,
+            "accuracy_bank": _accuracy(bank),
+            "accuracy_calibration": _accuracy(calibration_batch),
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return register_version(settings, monitor, staging, manifest, promote=promote)
 
-        with session_scope(settings.db_url) as session:
-            monitor_row = repo.ensure_monitor(
-                session, monitor.name, monitor.model_dump(mode="json")
-            )
-            version = repo.add_version(
-                session, monitor_row.id, "", origin=origin, metrics=dict(manifest)
-            )
-            final = monitor_dir(settings, monitor) / "versions" / f"v{version.version}"
-            if final.exists():  # left by a run whose transaction rolled back
-                shutil.rmtree(final)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staging.rename(final)
-            version.artifact_path = str(final.resolve())
-            if promote:
-                repo.promote_version(session, version)
-            return {"version": version.version, "path": version.artifact_path, **manifest}
+
+def register_version(
+    settings: Settings, monitor: MonitorConfig, staging: Path, manifest: Manifest, *, promote: bool
+) -> FitResult:
+    """Write ``manifest`` into ``staging``, number it as the monitor's next version, move it
+    into place and (``promote``) make it active, in one transaction."""
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with session_scope(settings.db_url) as session:
+        monitor_row = repo.ensure_monitor(session, monitor.name, monitor.model_dump(mode="json"))
+        version = repo.add_version(
+            session, monitor_row.id, "", origin=manifest["origin"], metrics=dict(manifest)
+        )
+        final = monitor_dir(settings, monitor) / "versions" / f"v{version.version}"
+        if final.exists():  # left by a run whose transaction rolled back
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(final)
+        version.artifact_path = str(final.resolve())
+        if promote:
+            repo.promote_version(session, version)
+        return {"version": version.version, "path": version.artifact_path, **manifest}

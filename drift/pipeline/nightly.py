@@ -28,6 +28,7 @@ from drift.model_files import first_line
 from drift.pipeline import redecide
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
+    FittedMonitor,
     active_fitted,
     embedding_columns,
     feature_columns,
@@ -256,16 +257,16 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
     same transaction (:mod:`drift.pipeline.redecide`); ``redecided`` lists them.
     Returns a :class:`~drift.pipeline.results.NightDecision`.
     """
-    monitor_id, _, _ = active_fitted(settings, monitor)
+    monitor_id, _, fitted = active_fitted(settings, monitor)
     with session_scope(settings.db_url) as session:
         later = redecide.later_decided(session, monitor_id, batch_date)
         if later:
             redecide.rewind_events(session, monitor_id, batch_date)
-        decision = _decide_night(session, monitor, monitor_id, batch_date)
+        decision = _decide_night(session, monitor, monitor_id, fitted, batch_date)
         decision["redecided"] = []
         for batch in later:
             was = Verdict(batch.verdict) if batch.verdict else None
-            again = _decide_night(session, monitor, monitor_id, batch.batch_date)
+            again = _decide_night(session, monitor, monitor_id, fitted, batch.batch_date)
             decision["redecided"].append(
                 {"batch_date": again["batch_date"], "was": was, "verdict": again["verdict"]}
             )
@@ -273,15 +274,22 @@ def decide(settings: Settings, monitor: MonitorConfig, batch_date: date) -> Nigh
 
 
 def _decide_night(
-    session: Session, monitor: MonitorConfig, monitor_id: int, batch_date: date
+    session: Session,
+    monitor: MonitorConfig,
+    monitor_id: int,
+    fitted: FittedMonitor,
+    batch_date: date,
 ) -> NightDecision:
     """Decide one night on the previous decided night's gate state; enqueue its alerts."""
     from drift import events
+    from drift.pipeline.calibration_window import in_sample_check
 
     batch = repo.get_batch(session, monitor_id, batch_date)
     previous = repo.previous_batch(session, monitor_id, batch_date)
     if previous is not None and previous.model_version_id != batch.model_version_id:
-        previous = None  # a newly active version (promotion, rollback) starts the gate afresh
+        # new thresholds, new in-control rates: a newly active version (promotion,
+        # rollback, recalibration) starts the gate afresh
+        previous = None
     evidence = night_evidence(session, batch, batch_date)
     decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
     event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
@@ -291,6 +299,9 @@ def _decide_night(
     ood_rate = {s.detector: s.ood_rate for s in batch.scores}
     too_small = list(batch.summary.get("too_small", []))
     reasons = too_small + decision.reasons
+    calibration_warning = in_sample_check(session, batch, fitted, monitor.name)
+    if calibration_warning:
+        log.warning("%s %s: %s", monitor.name, batch_date, calibration_warning)
     # the gate's evidence as decided: `drift explain` reads it back
     batch.summary = {
         "ood_rate": ood_rate,
@@ -298,6 +309,7 @@ def _decide_night(
         "too_small": too_small,
         "shift_type": decision.shift_type,
         "evidence": decision.evidence,
+        "calibration_warning": calibration_warning,
     }
     night: NightDecision = {
         "monitor": monitor.name,
@@ -309,6 +321,7 @@ def _decide_night(
         "event_status": EventStatus(event.status) if event else None,
         "newly_confirmed": bool(event and event.confirmed_on == batch_date),
         "reasons": reasons,
+        "calibration_warning": calibration_warning,
     }
     # a surge on a night of an event a person acknowledged (or closed) is recorded, not sent
     seen_by_a_person = event is not None and (

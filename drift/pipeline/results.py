@@ -37,6 +37,13 @@ class Manifest(TypedDict):
     origin: str
     model_file: str | None
     created_at: str
+    #: what the thresholds were fitted on: a file, a share of the reference or production nights
+    calibrated_on: NotRequired[str]
+    #: ``{"start", "end"}`` of the production nights the thresholds were fitted on
+    calibration_nights: NotRequired[dict[str, str] | None]
+    #: the model's accuracy on the bank and on the calibration rows, when they have labels
+    accuracy_bank: NotRequired[float | None]
+    accuracy_calibration: NotRequired[float | None]
 
 
 class FitResult(Manifest):
@@ -116,6 +123,8 @@ class NightDecision(TypedDict):
     newly_confirmed: bool
     reasons: list[str]
     redecided: NotRequired[list[RedecidedNight]]
+    #: the in-sample sentence of :func:`drift.calibration.in_sample_warning`, or None
+    calibration_warning: NotRequired[str | None]
     alerts: NotRequired[list[str]]
 
 

@@ -148,6 +148,8 @@ def _batches_in_range(
                 "gate_state": b.gate_state or {},
                 # the gate's CUSUM sums (before any reset) and alarm levels of the night
                 "cusum_evidence": (b.summary or {}).get("evidence", {}).get("cusum", {}),
+                # the in-sample sentence of drift.calibration.in_sample_warning, or None
+                "calibration_warning": (b.summary or {}).get("calibration_warning"),
             }
             for b in batches
         ]

@@ -22,7 +22,7 @@ from drift.report.data import AdaptationView, EventView, ReportData, top_columns
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;font-size:14px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
-h3{font-size:15px;margin-bottom:4px}.muted{color:#666}.summary span{margin-right:18px}
+h3{font-size:15px;margin-bottom:4px}.muted{color:#666}p.warning{color:#8a5a00}.summary span{margin-right:18px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -109,12 +109,19 @@ def _header(data: ReportData) -> str:
         for v in ("ok", "warn", "confirm")
     )
     failed = int((data.nights["status"] == "failed").sum())
+    warned = data.nights["calibration_warning"].dropna()
+    calibration = (
+        f'<p class="warning">Calibration, {warned.index[-1]}: {_e(warned.iloc[-1])}</p>'
+        if len(warned)
+        else ""
+    )
     return (
         f"<h1>driftwatch report: {_e(data.monitor)}</h1>"
         f'<p class="muted">nights {data.start} to {data.end} ({len(data.nights)} nights) · '
         f"detectors {_e(', '.join(data.detectors))} · model versions {_e(', '.join(versions))} · "
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>"
         f'<p class="summary">{counts}<span>{_plural(failed, "failed night")}</span><span>{_plural(len(data.events), "event")}</span></p>'
+        f"{calibration}"
     )
 
 
