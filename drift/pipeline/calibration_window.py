@@ -47,7 +47,7 @@ from drift.pipeline.artifacts import (
     scores_dir,
 )
 from drift.pipeline.results import FitResult, Manifest
-from drift.status import BatchStatus, EventStatus
+from drift.status import BatchStatus, CloseReason, EventStatus
 from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.models import Batch, DriftEvent, ModelVersion
@@ -68,7 +68,9 @@ def window_nights(window: CalibrationWindow) -> list[date]:
 
 def event_conflict(session: Session, monitor_id: int, window: CalibrationWindow) -> str | None:
     """Why the window cannot be declared clean: it overlaps a drift event that was
-    confirmed (whatever its status now) or is an open warning; None when it does not."""
+    confirmed (whatever its status now) or is an open warning; None when it does not.
+    An event a person closed as a false alarm does not count: its nights were clean
+    (typically the nights that in-sample thresholds flagged)."""
     event = session.scalars(
         select(DriftEvent)
         .where(
@@ -76,6 +78,7 @@ def event_conflict(session: Session, monitor_id: int, window: CalibrationWindow)
             DriftEvent.first_seen <= window.end,
             DriftEvent.last_seen >= window.start,
             or_(DriftEvent.confirmed_on.is_not(None), DriftEvent.status == EventStatus.WARNING),
+            or_(DriftEvent.closed_as.is_(None), DriftEvent.closed_as != CloseReason.FALSE_ALARM),
         )
         .order_by(DriftEvent.first_seen)
         .limit(1)
