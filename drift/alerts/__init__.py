@@ -10,7 +10,6 @@ library speaks HTTP (urllib) and SMTP (smtplib).
 
 from drift.alerts.delivery import (
     OUTBOX_STATUSES,
-    alert_batch_failed,
     deliver,
     deliver_pending,
     dispatch,
@@ -41,7 +40,6 @@ __all__ = [
     "Sink",
     "WebhookSettings",
     "OUTBOX_STATUSES",
-    "alert_batch_failed",
     "deliver",
     "deliver_pending",
     "dispatch",

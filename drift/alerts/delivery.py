@@ -257,20 +257,3 @@ def enqueue_batch_failed(
         batch_id=batch_id,
         severity="error",
     )
-
-
-def alert_batch_failed(
-    session: Session,
-    settings: AlertPolicy,
-    monitor_name: str,
-    batch_date: date,
-    error: str,
-    *,
-    monitor_id: int | None = None,
-    batch_id: int | None = None,
-) -> Alert:
-    """:func:`enqueue_batch_failed` and deliver it now."""
-    alert = enqueue_batch_failed(
-        session, settings, monitor_name, batch_date, error, monitor_id=monitor_id, batch_id=batch_id
-    )
-    return deliver(session, settings, alert)
