@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import DAG, dag, task
 from drift_airflow import (
     confirmed_shift_asset,
     latest_event_extra,
@@ -32,7 +32,7 @@ from drift_airflow import (
 from drift.config import MonitorConfig, load_monitors
 
 
-def adapt_dag(monitor: MonitorConfig):
+def adapt_dag(monitor: MonitorConfig) -> DAG:
     name = monitor.name
     confirmed_shift = confirmed_shift_asset(name)
 
@@ -46,9 +46,9 @@ def adapt_dag(monitor: MonitorConfig):
         tags=["driftwatch", name],
         doc_md=__doc__,
     )
-    def adaptation():
+    def adaptation() -> None:
         @task(execution_timeout=timedelta(minutes=30))
-        def collect(*, triggering_asset_events=None) -> dict[str, Any]:
+        def collect(*, triggering_asset_events: Any = None) -> dict[str, Any]:
             from drift import pipeline
 
             shift = latest_event_extra(triggering_asset_events, confirmed_shift)

@@ -94,7 +94,7 @@ def pipeline_step(monitor_name: str) -> Iterator[tuple[Settings, MonitorConfig]]
 
 def _failure_text(context: Context) -> str:
     ti = context["ti"]
-    where = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+    where = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
     exc = context.get("exception")
     # one line: a database error's text goes on with its SQL and parameters
     reason = first_line(exc) if isinstance(exc, BaseException) else str(exc)

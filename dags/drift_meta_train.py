@@ -25,6 +25,7 @@ def meta_train(monitor_name: str) -> dict[str, Any]:
 
 
 @dag(
+    dag_id="drift_meta_train",
     schedule="@weekly",
     start_date=START_DATE,
     catchup=False,  # a missed week needs one fresh meta-training, not one per week missed
@@ -32,7 +33,7 @@ def meta_train(monitor_name: str) -> dict[str, Any]:
     tags=["driftwatch"],
     doc_md=__doc__,
 )
-def drift_meta_train():
+def meta_train_dag() -> None:
     for monitor in load_monitors():
         if not monitor.adaptation.enabled:
             continue
@@ -41,4 +42,4 @@ def drift_meta_train():
         )
 
 
-drift_meta_train = drift_meta_train()
+drift_meta_train = meta_train_dag()

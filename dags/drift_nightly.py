@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from drift_airflow import (
     confirmed_shift_asset,
@@ -36,7 +36,7 @@ from drift.config import MonitorConfig, load_monitors
 EVENT_EVIDENCE = ("event_id", "batch_date", "shift_type", "verdict", "ood_rate", "reasons")
 
 
-def nightly_dag(monitor: MonitorConfig):
+def nightly_dag(monitor: MonitorConfig) -> DAG:
     name = monitor.name
     confirmed_shift = confirmed_shift_asset(name)
     # a failed verdict step marks the night failed in the event store (one alert per night)
@@ -54,7 +54,7 @@ def nightly_dag(monitor: MonitorConfig):
         tags=["driftwatch", name],
         doc_md=__doc__,
     )
-    def nightly():
+    def nightly() -> None:
         @task(execution_timeout=timedelta(minutes=15), **verdict_step)
         def discover(batch_date: str) -> dict[str, Any]:
             from drift import pipeline
@@ -96,7 +96,7 @@ def nightly_dag(monitor: MonitorConfig):
                 return pipeline.send_alerts(settings, monitor, decision)
 
         @task(outlets=[confirmed_shift], execution_timeout=timedelta(minutes=5))
-        def publish_confirmed_shift(decision: dict[str, Any], *, outlet_events=None) -> None:
+        def publish_confirmed_shift(decision: dict[str, Any], *, outlet_events: Any = None) -> None:
             if not decision["newly_confirmed"]:
                 night, verdict = decision["batch_date"], decision["verdict"]
                 raise AirflowSkipException(f"{night}: verdict {verdict}, no newly confirmed shift")

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from rich.table import Table
 
 from drift import digits
 from drift.config import MonitorConfig, Settings, get_monitor
+
+if TYPE_CHECKING:
+    from drift.pipeline import NightDecision
 
 DEMO_MONITOR = "digits_demo"
 FIRST_NIGHT = date(2026, 11, 1)
@@ -165,27 +169,30 @@ def _labelled_rows_of(settings: Settings, event_id: int) -> int:
     from drift.store.models import DriftEvent, FeedbackLabel
 
     with session_scope(settings.db_url) as session:
-        event = session.get(DriftEvent, event_id)
+        event = session.get_one(DriftEvent, event_id)
         nights = [b.batch_date for b in event.batches]
-        return session.scalar(
+        return session.execute(
             select(func.count())
             .select_from(FeedbackLabel)
             .where(
                 FeedbackLabel.monitor_id == event.monitor_id, FeedbackLabel.batch_date.in_(nights)
             )
-        )
+        ).scalar_one()
 
 
 def run_stream(
     settings: Settings, monitor: MonitorConfig, script: list[Night], console: Console
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[NightDecision], list[dict[str, Any]]]:
     """Every night in order: yesterday's feedback labels arrive, the night runs, and a
     confirmed event is adapted once enough labels of its nights are in."""
     from drift import pipeline
     from drift.feedback import import_labels
 
-    feedback = monitor.reference.path.parent / "feedback"
-    decisions, adaptations, pending = [], [], []
+    # the demo writes its reference and feedback files locally, never to a URL
+    feedback = Path(monitor.reference.path).parent / "feedback"
+    decisions: list[NightDecision] = []
+    adaptations: list[dict[str, Any]] = []
+    pending: list[int] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("nights", total=len(script))
         for i in range(len(script)):
@@ -196,7 +203,7 @@ def run_stream(
                 )
             decision = pipeline.run_night(settings, monitor, night)
             decisions.append(decision)
-            if decision["newly_confirmed"]:
+            if decision["newly_confirmed"] and decision["event_id"] is not None:
                 pending.append(decision["event_id"])
             for event_id in list(pending):
                 if _labelled_rows_of(settings, event_id) >= monitor.adaptation.min_labels:
@@ -213,7 +220,7 @@ def run_demo(
     seed: int = 0,
     rows_per_night: int = 800,
     console: Console | None = None,
-) -> list[dict]:
+) -> list[NightDecision]:
     """Build the world, fit, meta-train, run every night; print the nightly table and a summary."""
     from drift import pipeline
     from drift.store.db import upgrade
@@ -236,7 +243,7 @@ def run_demo(
     return decisions
 
 
-def explain_hints(monitor: MonitorConfig, decisions: list[dict]) -> list[str]:
+def explain_hints(monitor: MonitorConfig, decisions: list[NightDecision]) -> list[str]:
     """One `drift explain` command per confirmed night: where to read why it alarmed.
 
     >>> from types import SimpleNamespace
@@ -251,7 +258,7 @@ def explain_hints(monitor: MonitorConfig, decisions: list[dict]) -> list[str]:
 
 
 def nightly_table(
-    monitor: MonitorConfig, script: list[Night], decisions: list[dict], rows_per_night: int
+    monitor: MonitorConfig, script: list[Night], decisions: list[NightDecision], rows_per_night: int
 ) -> Table:
     detectors = [d.name for d in monitor.detectors]
     table = Table(title=f"driftwatch demo - monitor {monitor.name}, {rows_per_night} rows a night")
@@ -272,7 +279,7 @@ def nightly_table(
     return table
 
 
-def summary_table(script: list[Night], decisions: list[dict], adaptations: list[dict]) -> Table:
+def summary_table(script: list[Night], decisions: list[NightDecision], adaptations: list[dict[str, Any]]) -> Table:
     """Each scripted shift: the event that caught it, the delay, and what adaptation did."""
     table = Table(title="scripted shifts vs what driftwatch found")
     for column in ("shift", "nights", "event", "type found", "delay", "adaptation"):

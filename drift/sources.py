@@ -35,6 +35,7 @@ from drift.batch import InvalidBatchError
 
 if TYPE_CHECKING:
     from drift.config import SourceSpec
+    from drift.pipeline.results import ShardRange
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def inspect_batch(source: SourceSpec, batch_date: date, columns: list[str]) -> B
     return BatchInfo(files=files, n_rows=n_rows, n_duplicate_ids=n_duplicates, warnings=warnings)
 
 
-def plan_shards(n_rows: int, shard_rows: int) -> list[dict[str, int]]:
+def plan_shards(n_rows: int, shard_rows: int) -> list[ShardRange]:
     """Row ranges of at most ``shard_rows`` rows covering ``n_rows``."""
     return [
         {"index": i, "start": start, "stop": min(start + shard_rows, n_rows)}

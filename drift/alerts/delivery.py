@@ -37,6 +37,7 @@ from drift.alerts.redaction import redact
 from drift.alerts.settings import AlertPolicy
 from drift.alerts.sinks import SINKS_KEY
 from drift.store.models import Alert
+from drift.store.repo import dialect_insert
 from drift.store.types import json_safe, utcnow
 
 log = logging.getLogger("drift.alerts")
@@ -57,11 +58,7 @@ def _insert_or_get(session: Session, values: dict[str, Any]) -> Alert:
     ``ON CONFLICT DO NOTHING`` on the unique key makes concurrent inserts safe on
     both dialects; ``FOR UPDATE`` (Postgres) then serialises the deliverers.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(Alert).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    session.execute(dialect_insert(session, Alert).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
     query = select(Alert).where(Alert.dedupe_key == values["dedupe_key"]).with_for_update()
     return session.scalars(query.execution_options(populate_existing=True)).one()
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from drift.store.models import DriftEvent
 
 
-def _labelled_reference(monitor: MonitorConfig, path: Path) -> pd.DataFrame:
+def _labelled_reference(monitor: MonitorConfig, path: str | os.PathLike) -> pd.DataFrame:
     if monitor.reference.label_column is None:
         raise BatchFailedError(f"{monitor.name}: adaptation needs reference.label_column")
     columns = [*monitor.source.input_columns, monitor.reference.label_column]
@@ -100,7 +101,12 @@ def _retype_by_feedback(
     if labels.empty or event.shift_type == ShiftType.PRIOR:
         return None if event.shift_type is None else ShiftType(event.shift_type)
     _, _, fitted = active_fitted(settings, monitor)
-    novel_share = float((~labels["label"].between(0, fitted.manifest["n_classes"] - 1)).mean())
+    n_classes = fitted.manifest["n_classes"]
+    if n_classes is None:
+        raise BatchFailedError(
+            f"{monitor.name}: feedback labels need a model with class outputs (logits)"
+        )
+    novel_share = float((~labels["label"].between(0, n_classes - 1)).mean())
     shift_type = ShiftType.SEMANTIC if novel_share >= NOVEL_LABEL_SHARE else ShiftType.COVARIATE
     event.evidence = {
         **event.evidence,
@@ -261,7 +267,7 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
         promote=False,
     )
     with session_scope(settings.db_url) as session:
-        monitor_id = repo.get_monitor_row(session, monitor.name).id
+        monitor_id = repo.require_monitor_row(session, monitor.name).id
         version = repo.get_version(session, monitor_id, result["version"])
         adaptation = Adaptation(
             monitor_id=monitor_id, event_id=event_id, method=method, candidate_version_id=version.id
@@ -289,6 +295,8 @@ def _as_tensor(x: np.ndarray) -> torch.Tensor:
 
 def _accuracy(spec: ModelSpec, columns: list[str], frame: pd.DataFrame) -> float:
     logits = Embedder(spec, columns).embed_frame(frame).logits
+    if logits is None:
+        raise BatchFailedError("accuracy needs a model with class outputs (logits)")
     return float((logits.argmax(axis=1) == frame["label"].to_numpy()).mean())
 
 
@@ -324,9 +332,9 @@ def validate_candidate(
     ):
         reasons.append("regresses on the old domain")
     with session_scope(settings.db_url) as session:
-        adaptation = session.get(Adaptation, candidate["adaptation_id"])
+        adaptation = session.get_one(Adaptation, candidate["adaptation_id"])
         adaptation.metrics_before = {**before, "n_validation": len(new_domain)}
-        adaptation.metrics_after = after
+        adaptation.metrics_after = dict(after)
     return {
         **candidate,
         "passed": not reasons,
@@ -345,10 +353,10 @@ def promote_candidate(
 
     event_id = validation["event_id"]
     with session_scope(settings.db_url) as session:
-        monitor_id = repo.get_monitor_row(session, monitor.name).id
+        monitor_id = repo.require_monitor_row(session, monitor.name).id
         if validation["status"] != StepStatus.CANDIDATE:  # skipped: adapt left the event confirmed
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
-        adaptation = session.get(Adaptation, validation["adaptation_id"])
+        adaptation = session.get_one(Adaptation, validation["adaptation_id"])
         version = repo.get_version(session, monitor_id, validation["version"])
         adaptation.finished_at = utcnow()
         if validation["passed"]:

@@ -68,10 +68,9 @@ class FittedMonitor:
 
     def model_spec(self, configured: ModelSpec) -> ModelSpec:
         """The model this version scores with: its own adapted model file, if it has one."""
-        if self.manifest.get("model_file"):
-            return configured.model_copy(
-                update={"format": "export", "path": self.path / self.manifest["model_file"]}
-            )
+        model_file = self.manifest.get("model_file")
+        if model_file:
+            return configured.model_copy(update={"format": "export", "path": self.path / model_file})
         return configured
 
 
@@ -91,8 +90,8 @@ def active_fitted(settings: Settings, monitor: MonitorConfig) -> tuple[int, int,
     """The monitor's id, its active version's id and that version loaded."""
     with session_scope(settings.db_url) as session:
         monitor_row = repo.get_monitor_row(session, monitor.name)
-        version = monitor_row and repo.active_version(session, monitor_row.id)
-        if version is None:
+        version = None if monitor_row is None else repo.active_version(session, monitor_row.id)
+        if monitor_row is None or version is None:
             raise BatchFailedError(
                 f"monitor '{monitor.name}' has no fitted model version: run `drift fit` first"
             )
@@ -117,7 +116,8 @@ def model_columns(monitor: MonitorConfig) -> list[str]:
     """The columns the model reads: raw inputs, or the precomputed embedding/logit columns."""
     spec = monitor.model
     if spec.format == "precomputed":
-        return list(dict.fromkeys([*spec.feature_columns, *(spec.logit_columns or [])]))
+        # the config validator requires feature_columns for "precomputed"
+        return list(dict.fromkeys([*(spec.feature_columns or []), *(spec.logit_columns or [])]))
     return monitor.source.input_columns
 
 

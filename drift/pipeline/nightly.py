@@ -150,7 +150,8 @@ def aggregate(
     )
     reference = fitted.reference_sample()
 
-    score_rows, test_rows = [], []
+    score_rows: list[dict[str, Any]] = []
+    test_rows: list[TestResult] = []
     for name, calibrator in fitted.calibrators.items():
         scores = rows[f"score__{name}"].to_numpy()
         n_flagged = sum(s["detectors"][name]["n_flagged"] for s in summaries)
@@ -227,13 +228,24 @@ def _test_row(result: TestResult, monitor: MonitorConfig) -> dict[str, Any]:
     }
 
 
+def _stored_test(row: DriftTest) -> TestResult:
+    """A stored drift_tests row as the gate's TestResult.
+
+    ``aggregate`` writes every test's statistic, p-value and effect size: the
+    columns are nullable in the schema only, so a None here is a damaged row.
+    """
+    if row.statistic is None or row.p_value is None or row.effect_size is None:
+        raise BatchFailedError(
+            f"drift_tests row {row.id} ({row.test} on {row.subject}): no stored result"
+        )
+    return TestResult(row.test, row.statistic, row.p_value, row.effect_size, row.subject)
+
+
 def night_evidence(session: Session, batch: Batch, batch_date: date) -> gate.NightEvidence:
     """The gate's input for one night, rebuilt from the stored scores and tests, so
     that `decide` can run (or re-run) on any worker."""
-    tests = [
-        TestResult(t.test, t.statistic, t.p_value, t.effect_size, t.subject)
-        for t in session.scalars(select(DriftTest).where(DriftTest.batch_id == batch.id))
-    ]
+    rows = session.scalars(select(DriftTest).where(DriftTest.batch_id == batch.id))
+    tests = [_stored_test(t) for t in rows]
     detectors = {
         s.detector: gate.DetectorNight(
             n_rows=s.n_rows,

@@ -27,6 +27,16 @@ from drift.store.models import (
 from drift.store.types import utcnow
 
 
+def dialect_insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """The session's own dialect INSERT for ``model``: both carry ``ON CONFLICT`` clauses."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"upsert: unsupported database dialect '{dialect}'")
+
+
 def upsert(
     session: Session,
     model: type[Base],
@@ -41,11 +51,7 @@ def upsert(
     """
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"upsert: unsupported database dialect '{dialect}'")
-    statement = insert(model).values(list(rows))
+    statement = dialect_insert(session, model).values(list(rows))
     if update_columns is None:
         update_columns = [c for c in rows[0] if c not in keys]
     if update_columns:
@@ -67,6 +73,14 @@ def ensure_monitor(session: Session, name: str, config: dict[str, Any] | None = 
 
 def get_monitor_row(session: Session, name: str) -> MonitoredModel | None:
     return session.scalars(select(MonitoredModel).where(MonitoredModel.name == name)).one_or_none()
+
+
+def require_monitor_row(session: Session, name: str) -> MonitoredModel:
+    """The monitor's row where it must already exist (fitted before); a clear error if not."""
+    row = get_monitor_row(session, name)
+    if row is None:
+        raise LookupError(f"monitor '{name}' is not in the database: run `drift fit` first")
+    return row
 
 
 def add_version(
