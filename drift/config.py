@@ -17,18 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, overload
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drift.alerts import AlertSettings
 from drift.gate import GateSettings
+from drift.safe_yaml import UnsafeYAMLError, read_yaml
 
 DEMO_CONFIG = "demo_monitor.yaml"
-#: a monitor config larger than this is refused unread
-MAX_YAML_BYTES = 1 << 20
-#: nodes a config may hold once its aliases are expanded (a large config has a few thousand)
-MAX_YAML_NODES = 100_000
 
 
 class ConfigError(ValueError):
@@ -363,57 +359,6 @@ def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
     return monitor
 
 
-def _expanded_nodes(node: yaml.Node, path: Path, memo: dict[int, int], open_: set[int]) -> int:
-    """Nodes of the document with every alias expanded (aliases share one node object)."""
-    if id(node) in memo:
-        return memo[id(node)]
-    if id(node) in open_:
-        raise ConfigError(f"{path}: recursive YAML alias at line {node.start_mark.line + 1}")
-    open_.add(id(node))
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [item for pair in node.value for item in pair]
-    total = 1
-    for child in children:
-        total += _expanded_nodes(child, path, memo, open_)
-        if total > MAX_YAML_NODES:
-            break  # enough to refuse; stop before counting a bomb to the end
-    open_.discard(id(node))
-    memo[id(node)] = total
-    return total
-
-
-def _read_yaml(path: Path) -> Any:
-    """The YAML document at ``path``, refused when large or expanding past ``MAX_YAML_NODES``.
-
-    Aliases make a few hundred bytes expand to gigabytes once copied (a "billion
-    laughs" bomb); the node graph is measured before any Python object is built.
-    """
-    size = path.stat().st_size
-    if size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: {size} bytes, more than a monitor config may hold ({MAX_YAML_BYTES})")
-    loader = yaml.SafeLoader(path.read_text())
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return {}
-        if _expanded_nodes(node, path, {}, set()) > MAX_YAML_NODES:
-            raise ConfigError(
-                f"{path}: expands to more than {MAX_YAML_NODES} YAML nodes (aliases repeated too often)"
-            )
-        return loader.construct_document(node) or {}
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    finally:
-        loader.dispose()
-
-
 def load_monitors(
     path: str | os.PathLike | None = None, settings: Settings | None = None
 ) -> list[MonitorConfig]:
@@ -422,7 +367,10 @@ def load_monitors(
     path = Path(path) if path is not None else settings.config_path
     if not path.is_file():
         raise ConfigError(f"{path}: monitor config not found")
-    raw = _read_yaml(path)
+    try:
+        raw = read_yaml(path)
+    except UnsafeYAMLError as exc:
+        raise ConfigError(str(exc)) from None
     os.environ.setdefault("DRIFT_HOME", str(settings.home))
     try:
         parsed = MonitorsFile.model_validate(raw)
