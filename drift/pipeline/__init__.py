@@ -39,12 +39,11 @@ from drift.pipeline.nightly import (
     aggregate,
     decide,
     discover,
-    flush_alerts,
     record_failure,
     run_night,
     score_shard,
-    send_alerts,
 )
+from drift.pipeline.outbox import flush_alerts, send_alerts
 from drift.pipeline.results import (
     AdaptationFailedError,
     AdaptationOutcome,

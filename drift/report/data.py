@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date
 
 import pandas as pd
 from sqlalchemy import select
@@ -19,12 +18,18 @@ from sqlalchemy.orm import Session
 
 from drift import stats
 from drift.config import MonitorConfig, Settings
+from drift.report.events import (
+    AdaptationView,
+    EventView,
+    adaptations_in_range,
+    event_counts,
+    event_view,
+    events_in_range,
+)
 from drift.stats import expected_flag_rate
 from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.models import (
-    Adaptation,
-    Batch,
     DetectorScore,
     DriftEvent,
     DriftEventBatch,
@@ -38,40 +43,6 @@ TOP_COLUMN_ROWS = 10
 
 class ReportError(ValueError):
     """Nothing to report for the monitor and range asked for; the message says why."""
-
-
-@dataclass(frozen=True)
-class EventView:
-    """One drift event as the report shows it."""
-
-    id: int
-    status: str
-    shift_type: str | None
-    first_seen: date
-    last_seen: date
-    confirmed_on: date | None
-    n_nights: int
-    #: the night whose tests made the event: its confirmation night, else its first night
-    decisive_night: date
-    decisive_tests: pd.DataFrame
-    reasons: list[str]
-    resolution: str | None
-    #: what a person did: "acknowledged by …", "closed as false-alarm by …: note"
-    actions: list[str]
-
-
-@dataclass(frozen=True)
-class AdaptationView:
-    """One adaptation as the report shows it: what the pipeline's validate/promote steps stored."""
-
-    id: int
-    event_id: int | None
-    method: str
-    status: str
-    started_at: datetime
-    reason: str | None
-    metrics_before: dict[str, Any]
-    metrics_after: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -244,114 +215,6 @@ def _column_tests(session: Session, nights: pd.DataFrame) -> pd.DataFrame:
     return table.assign(categorical=[column_tests[t].categorical for t in table["test"]])
 
 
-def _decisive_tests(
-    session: Session, monitor_id: int, night: date, decisive: list[str]
-) -> pd.DataFrame:
-    """The stored tests the gate named decisive on ``night`` ("test:subject" or "test")."""
-    tests = session.scalars(
-        select(DriftTest)
-        .join(Batch, Batch.id == DriftTest.batch_id)
-        .where(Batch.monitor_id == monitor_id, Batch.batch_date == night)
-    )
-    named = {tuple(name.split(":", 1)) if ":" in name else (name, None) for name in decisive}
-    rows = [
-        (t.test, t.subject, t.p_value, t.effect_size)
-        for t in tests
-        if (t.test, t.subject) in named or (t.test, None) in named
-    ]
-    return pd.DataFrame(rows, columns=["test", "subject", "p_value", "effect_size"])
-
-
-def _event_view(session: Session, event: DriftEvent) -> EventView:
-    night = event.confirmed_on or event.first_seen
-    summary = event.evidence.get("nights", {}).get(night.isoformat(), {})
-    reasons = event.evidence.get("confirmation_reasons") or summary.get("reasons", [])
-    return EventView(
-        id=event.id,
-        status=event.status,
-        shift_type=event.shift_type,
-        first_seen=event.first_seen,
-        last_seen=event.last_seen,
-        confirmed_on=event.confirmed_on,
-        n_nights=len(event.evidence.get("nights", {})),
-        decisive_night=night,
-        decisive_tests=_decisive_tests(
-            session, event.monitor_id, night, summary.get("decisive", [])
-        ),
-        reasons=list(reasons),
-        resolution=event.evidence.get("resolution"),
-        actions=_person_actions(event),
-    )
-
-
-def _person_actions(event: DriftEvent) -> list[str]:
-    actions = []
-    if event.acked_at is not None:
-        actions.append(f"acknowledged by {event.acked_by} at {event.acked_at:%Y-%m-%d %H:%M} UTC")
-    if event.closed_at is not None:
-        note = f": {event.note}" if event.note else ""
-        actions.append(f"closed as {event.closed_as} by {event.closed_by} at {event.closed_at:%Y-%m-%d %H:%M} UTC{note}")
-    return actions
-
-
-def _event_counts(session: Session, monitor_id: int) -> tuple[int, int]:
-    """(events closed as a false alarm, all events) of the monitor, ever."""
-    from sqlalchemy import func
-
-    from drift.status import CloseReason
-
-    counts = dict(
-        session.execute(
-            select(DriftEvent.closed_as, func.count())
-            .where(DriftEvent.monitor_id == monitor_id)
-            .group_by(DriftEvent.closed_as)
-        ).all()
-    )
-    return int(counts.get(CloseReason.FALSE_ALARM, 0)), int(sum(counts.values()))
-
-
-def _events_in_range(session: Session, monitor_id: int, start: date, end: date) -> list[DriftEvent]:
-    return list(
-        session.scalars(
-            select(DriftEvent)
-            .where(
-                DriftEvent.monitor_id == monitor_id,
-                DriftEvent.first_seen <= end,
-                DriftEvent.last_seen >= start,
-            )
-            .order_by(DriftEvent.first_seen, DriftEvent.id)
-        )
-    )
-
-
-def _adaptations(
-    session: Session, monitor_id: int, start: date, end: date, event_ids: list[int]
-) -> list[AdaptationView]:
-    """Adaptations of the range's events, or started within the range."""
-    window = (
-        datetime.combine(start, datetime.min.time(), UTC),
-        datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC),
-    )
-    query = select(Adaptation).where(
-        Adaptation.monitor_id == monitor_id,
-        Adaptation.event_id.in_(event_ids)
-        | ((Adaptation.started_at >= window[0]) & (Adaptation.started_at < window[1])),
-    )
-    return [
-        AdaptationView(
-            id=a.id,
-            event_id=a.event_id,
-            method=a.method,
-            status=a.status,
-            started_at=a.started_at,
-            reason=a.reason,
-            metrics_before=dict(a.metrics_before),
-            metrics_after=dict(a.metrics_after),
-        )
-        for a in session.scalars(query.order_by(Adaptation.started_at, Adaptation.id))
-    ]
-
-
 def _act_tests(session: Session, nights: pd.DataFrame, monitor: MonitorConfig) -> pd.DataFrame:
     """Every night's act-family tests (night, test, subject, p_value, effect_size, min_effect)."""
     night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
@@ -444,7 +307,7 @@ def load_report_data(
             raise ReportError(f"monitor '{monitor.name}' has no nights in the event store")
         nights = _batches_in_range(session, monitor_row.id, start, end)
         first, last = nights.index.min(), nights.index.max()
-        events = _events_in_range(session, monitor_row.id, first, last)
+        events = events_in_range(session, monitor_row.id, first, last)
         detector_nights = _detector_nights(session, nights, events)
         if detector_nights.empty:
             raise ReportError(f"monitor '{monitor.name}': no scored nights in range")
@@ -452,7 +315,7 @@ def load_report_data(
         most_shifted = (
             most_shifted_night(act_tests) if not act_tests.empty else detector_nights["night"].iloc[0]
         )
-        false_alarms, n_events = _event_counts(session, monitor_row.id)
+        false_alarms, n_events = event_counts(session, monitor_row.id)
         if night is None:
             night = most_shifted
         elif night not in set(detector_nights["night"]):
@@ -463,8 +326,8 @@ def load_report_data(
             nights=nights.drop(columns=["gate_state", "cusum_evidence"]),
             detector_nights=detector_nights,
             column_tests=_column_tests(session, nights),
-            events=[_event_view(session, e) for e in events],
-            adaptations=_adaptations(session, monitor_row.id, first, last, [e.id for e in events]),
+            events=[event_view(session, e) for e in events],
+            adaptations=adaptations_in_range(session, monitor_row.id, first, last, [e.id for e in events]),
             night=night,
             most_shifted=most_shifted,
             false_alarms_total=false_alarms,

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drift.report.data import AdaptationView, EventView, ReportData, top_columns
+from drift.report.data import ReportData, top_columns
+from drift.report.events import AdaptationView, EventView
 
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;font-size:14px}
