@@ -37,14 +37,13 @@ calibration on many rows (m >= n/10 is comfortable) and recalibrate after acting
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drift.gate_settings import GateSettings
 from drift.jsonsafe import json_safe
 from drift.stats import (
     BinomialCusum,
@@ -57,71 +56,9 @@ from drift.stats import (
     flag_rate_quantile,
     round_rows,
 )
-from drift.stats.registry import default_act_tests, default_min_effect
 from drift.status import ShiftType, Verdict
 
 STATE_VERSION = 1
-
-
-class GateSettings(BaseModel):
-    """How sure the gate must be before it warns and before it confirms.
-
-    Examples
-    --------
-    >>> GateSettings().confirm_r, GateSettings().confirm_w
-    (2, 3)
-    >>> try:
-    ...     GateSettings(confirm_r=4)
-    ... except ValueError as exc:
-    ...     print("confirm_r (4) must be between 1 and confirm_w (3)" in str(exc))
-    True
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: family-wise level of one night's act/don't-act decision (Bonferroni across tests)
-    alpha: float = Field(0.01, gt=0.0, lt=1.0)
-    #: confirm when this many of the last ``confirm_w`` nights were significant
-    confirm_r: int = Field(2, ge=1)
-    confirm_w: int = Field(3, ge=1)
-    #: at most one false confirm per this many quiet nights (whole gate)
-    arl0_nights: float = Field(365.0, gt=1.0)
-    #: out-of-control flag rate p1 of every detector's CUSUM; None: twice the expected ID rate
-    cusum_rate: float | None = Field(None, gt=0.0, lt=1.0)
-    #: the CUSUM's in-control rate p0 is this quantile of the calibration's true flag
-    #: rate Beta(K, m - K + 1), not its mean: an unluckily low threshold (a stream whose
-    #: ID rate sits above nominal for good) then does not keep the CUSUM near alarm
-    cusum_null_quantile: float = Field(0.99, ge=0.5, lt=1.0)
-    #: minimum effect size per test name for a small p-value to count; defaults to each
-    #: registered statistic's ``min_effect`` (drift.stats.registry)
-    min_effect: dict[str, float] = Field(default_factory=default_min_effect)
-    #: test names in the act family; others (e.g. per-column tests) are evidence only;
-    #: defaults to the registered statistics of family ``act``
-    act_tests: tuple[str, ...] = Field(default_factory=default_act_tests)
-    #: FDR level at which a raw input column counts as moved (shift typing only)
-    column_fdr: float = Field(0.1, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _check(self) -> GateSettings:
-        if not 1 <= self.confirm_r <= self.confirm_w:
-            raise ValueError(
-                f"confirm_r ({self.confirm_r}) must be between 1 and confirm_w ({self.confirm_w})"
-            )
-        if self.persistence_false_rate() >= 1.0 / self.arl0_nights:
-            raise ValueError(
-                "alpha too large for arl0_nights: the r-of-w rule alone would exceed the "
-                "false-confirm budget"
-            )
-        return self
-
-    def persistence_false_rate(self) -> float:
-        """Per-night false-confirm rate of the r-of-w rule for independent nights."""
-        return math.comb(self.confirm_w, self.confirm_r) * self.alpha**self.confirm_r
-
-    def cusum_arl0(self, n_detectors: int) -> float:
-        """In-control run length each detector's CUSUM is set for (its share of the budget)."""
-        spare_rate = 1.0 / self.arl0_nights - self.persistence_false_rate()
-        return max(n_detectors, 1) / spare_rate
 
 
 @dataclass(frozen=True)
