@@ -169,7 +169,7 @@ def test_bad_windows_are_refused_in_one_line_and_write_nothing(
     outside = write_config(stream.root, (stream.nights[-1], late), f"outside-{tmp_path.name}.yaml")
     result = _run_cli(settings, outside, "fit")
     assert result.exit_code == 1
-    assert result.output.strip().count("\n") == 0
+    assert result.stderr.strip().count("\n") == 0  # the error is one line (progress goes to stdout)
     assert f"night {stream.nights[-1] + timedelta(days=1)} is not a landed" in result.output
     assert _versions(settings) == 0
 
@@ -184,7 +184,7 @@ def test_bad_windows_are_refused_in_one_line_and_write_nothing(
     assert result.exit_code == 1 and "overlap drift event #1 (confirmed" in result.output
     result = _run_cli(settings, over_event, "recalibrate", "--monitor", MONITOR,
                       "--start", start.isoformat(), "--end", end.isoformat())
-    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert result.exit_code == 1 and result.stderr.strip().count("\n") == 0
     assert "overlap drift event #1 (confirmed" in result.output
     # nights never run, and too few rows
     never = [stream.nights[20].isoformat(), stream.nights[21].isoformat()]
