@@ -172,23 +172,30 @@ def test_close_reopen_and_the_open_events_view(drift, db_url):
 def test_an_acknowledged_event_silences_its_repeat_surge_alerts(db_url, drift_env, demo_monitor):
     from drift import pipeline
     from drift.events import acknowledge
+    from drift.pipeline.outbox import enqueue_night_alerts
+    from drift.store import repo
 
     settings = drift_env(db_url)
     quiet, acked = (_seed_event(db_url, "digits_demo", "confirmed", date(2026, 11, d)) for d in (7, 8))
     with session_scope(db_url) as session:
         acknowledge(session, acked, "alice")
 
-    def surge(event_id: int, night: str) -> list[str]:
-        decision = {
+    def decision(event_id: int, night: str) -> dict:
+        return {
             "monitor": "digits_demo", "batch_date": night, "verdict": "confirm", "ood_rate": {"knn": 0.6},
             "shift_type": "covariate", "event_id": event_id, "event_status": "confirmed",
             "newly_confirmed": False, "reasons": [],
         }
-        return pipeline.send_alerts(settings, demo_monitor, decision)
 
-    assert surge(quiet, "2026-11-07") == ["ood_surge"]
-    assert surge(acked, "2026-11-08") == []  # recorded, not sent
-    assert surge(acked, "2026-11-08") == []  # and a re-run stays silent
+    # the night's alerts go to the outbox with the verdict (as `decide` writes them) ...
+    with session_scope(db_url) as session:
+        monitor_id = repo.get_monitor_row(session, "digits_demo").id
+        for event_id, night in ((quiet, "2026-11-07"), (acked, "2026-11-08"), (acked, "2026-11-08")):
+            event = session.get(DriftEvent, event_id)
+            enqueue_night_alerts(session, demo_monitor, monitor_id, None, decision(event_id, night), event)
+    # ... and delivery sends the quiet event's surge only; a re-run stays silent
+    assert pipeline.send_alerts(settings, demo_monitor, decision(quiet, "2026-11-07")) == ["ood_surge"]
+    assert pipeline.flush_alerts(settings, demo_monitor) == []
     with session_scope(db_url) as session:
         alerts = {a.event_id: (a.status, a.attempts) for a in session.scalars(select(Alert))}
     assert alerts == {quiet: ("sent", 1), acked: ("silenced", 0)}

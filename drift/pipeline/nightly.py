@@ -35,7 +35,7 @@ from drift.pipeline.artifacts import (
     required_columns,
     scores_dir,
 )
-from drift.pipeline.outbox import night_alerts, send_alerts
+from drift.pipeline.outbox import enqueue_night_alerts, send_alerts
 from drift.pipeline.results import (
     BatchFailedError,
     NightAggregate,
@@ -336,13 +336,7 @@ def _decide_night(
         "reasons": reasons,
         "calibration_warning": calibration_warning,
     }
-    # a surge on a night of an event a person acknowledged (or closed) is recorded, not sent
-    seen_by_a_person = event is not None and (
-        event.acked_at is not None or event.status == EventStatus.CLOSED
-    )
-    for alert in night_alerts(monitor, night):
-        silenced = seen_by_a_person and alert["kind"] == "ood_surge"
-        alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch.id, silenced=silenced, **alert)
+    enqueue_night_alerts(session, monitor, monitor_id, batch.id, night, event)
     return night
 
 

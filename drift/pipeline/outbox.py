@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drift import alerts
 from drift.config import MonitorConfig, Settings
 from drift.pipeline.results import NightDecision
+from drift.status import EventStatus
 from drift.store import repo
 from drift.store.db import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from drift.store.models import DriftEvent
 
 
 def night_alerts(monitor: MonitorConfig, decision: NightDecision) -> list[dict[str, Any]]:
@@ -47,6 +53,27 @@ def night_alerts(monitor: MonitorConfig, decision: NightDecision) -> list[dict[s
             }
         )
     return found
+
+
+def enqueue_night_alerts(
+    session: Session,
+    monitor: MonitorConfig,
+    monitor_id: int,
+    batch_id: int | None,
+    decision: NightDecision,
+    event: DriftEvent | None,
+) -> None:
+    """Write the night's alerts to the outbox, in the caller's (the verdict's) transaction.
+
+    A surge on a night of an event a person acknowledged (or closed) is recorded
+    ``silenced``, not sent.
+    """
+    seen_by_a_person = event is not None and (
+        event.acked_at is not None or event.status == EventStatus.CLOSED
+    )
+    for alert in night_alerts(monitor, decision):
+        silenced = seen_by_a_person and alert["kind"] == "ood_surge"
+        alerts.enqueue(session, monitor_id=monitor_id, batch_id=batch_id, silenced=silenced, **alert)
 
 
 def send_alerts(settings: Settings, monitor: MonitorConfig, decision: NightDecision) -> list[str]:
