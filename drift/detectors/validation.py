@@ -5,9 +5,9 @@ one line naming the detector and the parameter, not as a traceback at fit.
 
 >>> validate_params("knn", {"k": "5"})
 {'k': 5}
->>> validate_params("knn", {"kk": 5})
+>>> validate_params("knn", {"kk": 5})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-ValueError: knn: unknown parameter 'kk' (accepted: k, index, nlist, nprobe, hnsw_m, ef_search, alpha, seed, auto_threshold, chunk_size, device)
+ValueError: knn: unknown parameter 'kk' (accepted: k, index, nlist, nprobe, ..., device)
 """
 
 from __future__ import annotations
