@@ -28,6 +28,14 @@ BAD_VALUES: dict[str, list[str]] = {
     "report": ["--monitor", "nope"],
     "demo": ["--nights", "many"],
     "feedback import": ["no-such-labels.csv", "--monitor", "digits_demo"],
+    "recalibrate": ["--monitor", "digits_demo", "--start", "2026-11-01", "--end", "2026-11-31"],
+    "ack": ["abc"],
+    "close": ["1", "--as", "maybe"],
+    "reopen": ["abc"],
+    "reset": ["abc"],
+    "versions": ["--monitor", "nope"],
+    "rollback": ["--monitor", "digits_demo", "--to", "abc"],
+    "alerts flush": ["--monitor", "nope"],
 }
 
 
