@@ -89,7 +89,8 @@ def import_labels(settings: Settings, monitor: MonitorConfig, path: Path) -> Lab
     A label counts when its night was run and scored and its row id was among that
     night's rows; of several labels for one row the last in the file counts (the
     others are duplicates). Labels outside the model's classes are imported and
-    counted as ``novel_class``. A file with no valid label raises
+    counted as ``novel_class``. The realized performance of every night with new
+    labels is recomputed and stored in the same transaction. A file with no valid label raises
     :class:`~drift.batch.InvalidBatchError` naming the reasons; re-importing a file is
     idempotent (a row keeps one label, the latest).
     """
@@ -134,4 +135,8 @@ def import_labels(settings: Settings, monitor: MonitorConfig, path: Path) -> Lab
                 ["monitor_id", "batch_date", "row_id"],
                 ["label"],
             )
+        # the nights' realized accuracy, with the new labels (drift.pipeline.performance)
+        from drift.pipeline.performance import refresh_realized
+
+        refresh_realized(session, settings, monitor, monitor_id, list(valid["batch_date"]))
     return LabelImport(len(valid), rejected, int(novel[keep].sum()))

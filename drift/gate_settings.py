@@ -47,6 +47,9 @@ class GateSettings(BaseModel):
     act_tests: tuple[str, ...] = Field(default_factory=default_act_tests)
     #: FDR level at which a raw input column counts as moved (shift typing only)
     column_fdr: float = Field(0.1, gt=0.0, lt=1.0)
+    #: the accuracy_drop test acts when the estimated accuracy is significantly more than
+    #: this far below the reference accuracy
+    max_accuracy_drop: float = Field(0.05, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> GateSettings:

@@ -10,7 +10,10 @@ import pytest
 DRIFT = Path(__file__).resolve().parents[1] / "drift"
 
 #: the numerics: pure functions and estimators on arrays, no database
-NUMERICS = ("drift.detectors", "drift.calibration", "drift.stats", "drift.gate", "drift.metrics")
+NUMERICS = (
+    "drift.detectors", "drift.calibration", "drift.stats", "drift.gate", "drift.metrics",
+    "drift.performance",
+)
 #: the simulated production setting; only itself and the `drift demo` command may use it
 DEMO = ("drift.demo", "drift.digits", "drift.calibration_stream")
 DEMO_USERS = {"drift.cli.reporting", *DEMO}  # the `drift demo` command

@@ -18,8 +18,9 @@ from drift.store.models import Base, Batch, DetectorScore, MonitoredModel
 TABLES = {
     "monitored_models", "model_versions", "batches", "detector_scores", "drift_tests",
     "drift_events", "drift_event_batches", "adaptations", "alerts", "feedback_labels", "audit_log",
+    "night_performance",
 }
-VIEWS = {"v_daily_ood_rate", "v_open_events"}
+VIEWS = {"v_daily_ood_rate", "v_open_events", "v_daily_performance"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -31,7 +32,7 @@ def empty_url(request, tmp_path):
 
 def test_migrations_upgrade_downgrade_round_trip(empty_url):
     upgrade(empty_url)
-    assert current_revision(empty_url) == "0003_ops"
+    assert current_revision(empty_url) == "0004_perf"
     inspector = inspect(get_engine(empty_url))
     assert TABLES <= set(inspector.get_table_names())
     assert VIEWS <= set(inspector.get_view_names())
@@ -42,7 +43,7 @@ def test_migrations_upgrade_downgrade_round_trip(empty_url):
     assert current_revision(empty_url) is None
 
     upgrade(empty_url)  # and back up again
-    assert current_revision(empty_url) == "0003_ops"
+    assert current_revision(empty_url) == "0004_perf"
 
 
 def test_models_and_migrations_agree(db_url):

@@ -30,6 +30,7 @@ from drift.pipeline.artifacts import (
     monitor_dir,
 )
 from drift.pipeline.calibration_window import read_window_rows
+from drift.pipeline.performance import fit_estimators
 from drift.pipeline.results import FitResult, Manifest
 from drift.store import repo
 from drift.store.db import session_scope
@@ -88,7 +89,9 @@ def fit_monitor(
     chosen by :func:`calibration_rows`. ``model_file`` (an adapted
     ``torch.export`` program) is stored with the version and replaces the
     configured model for it. The manifest records ``calibrated_on`` and, when
-    the rows have labels, the model's accuracy on bank and calibration rows.
+    the rows have labels, the model's accuracy on bank and calibration rows;
+    the performance estimators (CBPE, ATC) are fitted on labelled calibration
+    rows (``performance`` says so, or why they were skipped).
     """
     ref_cfg = monitor.reference
     columns = list(dict.fromkeys([*model_columns(monitor), *monitor.source.input_columns]))
@@ -129,6 +132,7 @@ def fit_monitor(
         if calibration_batch.logits is not None:
             sample["pred"] = calibration_batch.logits.argmax(axis=1)
         sample.head(SAMPLE_ROWS).to_parquet(staging / "reference_sample.parquet")
+        performance = fit_estimators(staging, calibration_batch, calibrated_on)
         manifest: Manifest = {
             "monitor": monitor.name,
             "detectors": [d.name for d in monitor.detectors],
@@ -144,6 +148,7 @@ def fit_monitor(
             "calibration_nights": window.model_dump(mode="json") if window is not None else None,
             "accuracy_bank": _accuracy(bank),
             "accuracy_calibration": _accuracy(calibration_batch),
+            "performance": performance,
         }
         return register_version(settings, monitor, staging, manifest, promote=promote)
 

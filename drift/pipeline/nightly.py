@@ -25,7 +25,8 @@ from drift.batch import InvalidBatchError
 from drift.config import MonitorConfig, Settings
 from drift.embed import Embedder
 from drift.model_files import first_line
-from drift.pipeline import redecide
+from drift.performance import confidence
+from drift.pipeline import performance, redecide
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
     FittedMonitor,
@@ -105,6 +106,7 @@ def score_shard(
         rows["id"] = frame[monitor.source.id_column].to_numpy()
     if batch.logits is not None:
         rows["pred"] = batch.logits.argmax(axis=1)
+        rows[performance.CONFIDENCE_COLUMN] = confidence(batch.logits)
     summary: ShardSummary = {"index": shard["index"], "n_rows": len(batch), "detectors": {}}
     for name, detector in fitted.detectors.items():
         scores = detector.score(batch)
@@ -179,6 +181,9 @@ def aggregate(
         )
         test_rows.extend(tests)
 
+    estimators = performance.load_estimators(fitted.path)
+    estimates = performance.estimate_night(estimators, rows)
+    gate_estimate = estimates.get(performance.GATE_ESTIMATOR)
     has_predictions = "pred" in rows and "pred" in reference
     batch_sample = stats.BatchSample(
         reference=reference,
@@ -189,6 +194,11 @@ def aggregate(
         predictions=rows["pred"].to_numpy() if has_predictions else None,
         reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
         n_classes=fitted.manifest["n_classes"],
+        estimated_accuracy=gate_estimate,
+        reference_accuracy=(
+            estimators[performance.GATE_ESTIMATOR].reference_accuracy_ if gate_estimate else None
+        ),
+        max_accuracy_drop=monitor.gate.max_accuracy_drop,
     )
     # a tiny night is still scored and decided, on the tests that can read it
     for compute in stats.computes(Scope.BATCH, Scope.COLUMN, n_rows=len(sample)):
@@ -198,12 +208,18 @@ def aggregate(
         batch = repo.get_batch(session, monitor_id, batch_date)
         repo.save_detector_scores(session, batch.id, score_rows)
         repo.save_drift_tests(session, batch.id, [_test_row(t, monitor) for t in test_rows])
+        performance.save_performance(
+            session, batch.id, performance.estimate_rows(estimators, estimates)
+        )
+        # a night run again keeps the realized accuracy of labels already imported
+        performance.record_realized(session, settings, monitor, batch)
         batch.n_rows = len(rows)
         batch.summary = {"too_small": stats.too_small(len(sample), Scope.BATCH, Scope.COLUMN)}
     return {
         "batch_date": plan["batch_date"],
         "n_rows": len(rows),
         "ood_rate": {r["detector"]: r["ood_rate"] for r in score_rows},
+        "estimated_accuracy": {name: e.value for name, e in estimates.items()},
     }
 
 

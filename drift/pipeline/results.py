@@ -44,6 +44,8 @@ class Manifest(TypedDict):
     #: the model's accuracy on the bank and on the calibration rows, when they have labels
     accuracy_bank: NotRequired[float | None]
     accuracy_calibration: NotRequired[float | None]
+    #: the performance estimators fitted with the version, or why they were skipped
+    performance: NotRequired[str]
 
 
 class FitResult(Manifest):
@@ -89,11 +91,13 @@ class ShardSummary(TypedDict):
 
 
 class NightAggregate(TypedDict):
-    """:func:`~drift.pipeline.aggregate`: the night's size and OOD rate per detector."""
+    """:func:`~drift.pipeline.aggregate`: the night's size, OOD rate per detector and
+    estimated accuracy per estimator (empty when the version has none)."""
 
     batch_date: str
     n_rows: int
     ood_rate: dict[str, float]
+    estimated_accuracy: dict[str, float]
 
 
 class RedecidedNight(TypedDict):

@@ -22,6 +22,8 @@ What is here (docs/methods.md §3):
   column through Evidently's stattests, Benjamini–Hochberg across columns;
 * :mod:`~drift.stats.class_mix` — :func:`class_mix_test`, chi-square test of
   the predicted-class mix (prior shift);
+* :mod:`~drift.stats.accuracy_drop` — :func:`accuracy_drop_test`, one-sided
+  test that the estimated accuracy fell more than ``max_accuracy_drop``;
 * :mod:`~drift.stats.cusum` — :class:`BinomialCusum` and
   :func:`cusum_threshold`: sequential evidence on the nightly flag counts,
   with the alarm level set by simulation for a target in-control run length;
@@ -40,6 +42,7 @@ from drift.stats.conformal import (
 from drift.stats.mmd import median_bandwidth, mmd_test
 from drift.stats.columns import column_drift_tests
 from drift.stats.class_mix import class_mix_test
+from drift.stats.accuracy_drop import accuracy_drop_test
 
 # isort: on
 from drift.stats.cusum import BinomialCusum, cusum_threshold, round_rows
@@ -72,6 +75,7 @@ __all__ = [
     "Signal",
     "Statistic",
     "TestResult",
+    "accuracy_drop_test",
     "benjamini_hochberg",
     "bh_adjusted",
     "bonferroni",

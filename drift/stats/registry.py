@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from drift.performance import Estimate
+
 
 @dataclass(frozen=True)
 class TestResult:
@@ -106,7 +108,8 @@ class DetectorSample:
 @dataclass(frozen=True)
 class BatchSample:
     """A night's sample beside the reference sample (raw inputs, ``embedding_columns``),
-    and every night row's predicted class (None for a model without logits)."""
+    every night row's predicted class (None for a model without logits) and the
+    night's estimated accuracy."""
 
     reference: pd.DataFrame
     current: pd.DataFrame
@@ -116,6 +119,12 @@ class BatchSample:
     predictions: np.ndarray | None = None
     reference_predictions: np.ndarray | None = None
     n_classes: int | None = None
+    #: the night's estimated accuracy (CBPE) and the reference accuracy it is judged
+    #: against; None when the model version has no performance estimators
+    estimated_accuracy: Estimate | None = None
+    reference_accuracy: float | None = None
+    #: the drop in accuracy the gate tolerates (GateSettings.max_accuracy_drop)
+    max_accuracy_drop: float = 0.05
 
 
 Compute = Callable[[Any], list[TestResult]]

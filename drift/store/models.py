@@ -265,3 +265,25 @@ class FeedbackLabel(Base):
     row_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NightPerformance(Base):
+    """The model's accuracy on one night by one method: estimated (``cbpe``, ``atc``,
+    with a 95% band) or ``realized`` from feedback labels (Wilson 95% interval)."""
+
+    __tablename__ = "night_performance"
+    __table_args__ = (UniqueConstraint("batch_id", "method"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(20))
+    accuracy: Mapped[float] = mapped_column(Float)
+    accuracy_low: Mapped[float] = mapped_column(Float)
+    accuracy_high: Mapped[float] = mapped_column(Float)
+    #: rows it rests on: the night's rows (estimates) or its labelled rows (realized)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    #: the model version's accuracy on its labelled calibration rows
+    reference_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+    #: realized: per-class recall and macro-F1; estimates: the band's standard error
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
