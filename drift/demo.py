@@ -236,7 +236,9 @@ def run_demo(
         pipeline.fit_monitor(settings, monitor)
         pipeline.meta_train(settings, monitor)
     decisions, adaptations = run_stream(settings, monitor, script, console)
-    console.print(nightly_table(monitor, script, decisions, rows_per_night))
+    console.print(
+        nightly_table(monitor, script, decisions, rows_per_night, accuracy_by_night(settings))
+    )
     console.print(summary_table(script, decisions, adaptations))
     for line in explain_hints(monitor, decisions):
         console.print(line, markup=False, highlight=False)
@@ -257,13 +259,42 @@ def explain_hints(monitor: MonitorConfig, decisions: list[NightDecision]) -> lis
     ]
 
 
+def accuracy_by_night(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The demo monitor's stored accuracy per night (estimated and realized), by night."""
+    from drift.pipeline.performance import performance_by_night
+    from drift.store import repo
+    from drift.store.db import session_scope
+
+    with session_scope(settings.db_url) as session:
+        row = repo.require_monitor_row(session, DEMO_MONITOR)
+        return {n["batch_date"]: n for n in performance_by_night(session, row.id)}
+
+
+def _accuracy(night: dict[str, Any], method: str) -> str:
+    entry = night.get(method)
+    return f"{entry['accuracy']:.1%}" if entry else "-"
+
+
 def nightly_table(
-    monitor: MonitorConfig, script: list[Night], decisions: list[NightDecision], rows_per_night: int
+    monitor: MonitorConfig,
+    script: list[Night],
+    decisions: list[NightDecision],
+    rows_per_night: int,
+    accuracy: dict[str, dict[str, Any]],
 ) -> Table:
+    """Per night: truth, OOD rates, accuracy estimated (CBPE, ATC) and realized (the
+    night's feedback labels, which arrive one night later), verdict and event."""
     detectors = [d.name for d in monitor.detectors]
-    table = Table(title=f"driftwatch demo - monitor {monitor.name}, {rows_per_night} rows a night")
-    for column in ("night", "truth", *[f"OOD {d}" for d in detectors], "verdict", "event"):
-        table.add_column(column, justify="right" if column.startswith("OOD") else "left")
+    reference = next((n["reference_accuracy"] for n in accuracy.values()), None)
+    title = f"driftwatch demo - monitor {monitor.name}, {rows_per_night} rows a night"
+    if reference is not None:
+        title += f", reference accuracy {reference:.1%}"
+    table = Table(title=title)
+    accuracy_columns = ("acc CBPE", "acc ATC", "acc realized")
+    for column in ("night", "truth", *[f"OOD {d}" for d in detectors], *accuracy_columns, "verdict", "event"):
+        table.add_column(
+            column, justify="right" if column.startswith(("OOD", "acc")) else "left"
+        )
     styles = {"ok": "green", "warn": "yellow", "confirm": "bold red"}
     for night, decision in zip(script, decisions, strict=True):
         event = (
@@ -273,6 +304,10 @@ def nightly_table(
             decision["batch_date"],
             night.describe(),
             *[f"{decision['ood_rate'][d]:.1%}" for d in detectors],
+            *[
+                _accuracy(accuracy.get(decision["batch_date"], {}), method)
+                for method in ("cbpe", "atc", "realized")
+            ],
             f"[{styles[decision['verdict']]}]{decision['verdict']}[/]",
             event,
         )

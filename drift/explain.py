@@ -15,7 +15,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -28,7 +28,7 @@ from drift.gate import fmt, is_column_test
 from drift.stats import TestResult, expected_flag_rate
 from drift.store import repo
 from drift.store.db import session_scope
-from drift.store.models import Batch, DriftEvent, DriftEventBatch
+from drift.store.models import Batch, DriftEvent, DriftEventBatch, NightPerformance
 
 #: input columns listed, most moved first
 TOP_COLUMNS = 5
@@ -62,6 +62,9 @@ class Explanation:
     persistence: dict[str, Any]
     detectors: list[dict[str, Any]]
     columns: list[dict[str, Any]]
+    #: the night's accuracy by method (cbpe, atc, realized: accuracy, low, high, n_rows),
+    #: the reference accuracy and the gate's max_accuracy_drop; empty when none is stored
+    performance: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +110,8 @@ class Explanation:
                 f"persistence: {p['significant_nights']} of the last {len(p['history'])} nights "
                 f"significant (confirms at {p['confirm_r']})"
             )
+        if self.performance:
+            out.append(_performance_line(self.performance))
         for d in self.detectors:
             moved = " MOVED" if d["moved"] else ""
             out.append(
@@ -122,6 +127,37 @@ class Explanation:
                 f"effect {fmt(c['effect_size'])}"
             )
         return out
+
+
+def _performance_line(performance: dict[str, Any]) -> str:
+    """The night's accuracy in one line: estimates against the reference, realized if labelled.
+
+    >>> _performance_line({"reference_accuracy": 0.98, "max_accuracy_drop": 0.05,
+    ...     "cbpe": {"accuracy": 0.9, "low": 0.88, "high": 0.92, "n_rows": 600},
+    ...     "atc": {"accuracy": 0.91, "low": 0.89, "high": 0.93, "n_rows": 600}})
+    'accuracy: estimated 0.9 [0.88, 0.92] by CBPE, 0.91 [0.89, 0.93] by ATC vs reference 0.98 (drop 0.08; accuracy_drop acts on a significant drop beyond 0.05); no labels yet'
+    """
+    parts = [
+        f"{fmt(p['accuracy'])} [{fmt(p['low'])}, {fmt(p['high'])}] by {method.upper()}"
+        for method in ("cbpe", "atc")
+        if (p := performance.get(method))
+    ]
+    line = "accuracy: " + ("estimated " + ", ".join(parts) if parts else "not estimated")
+    reference = performance.get("reference_accuracy")
+    if reference is not None:
+        line += f" vs reference {fmt(reference)}"
+        if "cbpe" in performance:
+            line += (
+                f" (drop {fmt(reference - performance['cbpe']['accuracy'])}; accuracy_drop acts "
+                f"on a significant drop beyond {fmt(performance['max_accuracy_drop'])})"
+            )
+    realized = performance.get("realized")
+    if realized:
+        return line + (
+            f"; realized {fmt(realized['accuracy'])} [{fmt(realized['low'])}, "
+            f"{fmt(realized['high'])}] on {realized['n_rows']} labelled rows"
+        )
+    return line + "; no labels yet"
 
 
 def _label(test: dict[str, Any]) -> str:
@@ -171,6 +207,15 @@ def explain_night(settings: Settings, monitor: MonitorConfig, night: date) -> Ex
         evidence, reasons, shift_type = _stored_evidence(session, monitor, batch)
         event = _event(session, batch)
         scores = list(batch.scores)
+        performance: dict[str, Any] = {}
+        for p in session.scalars(select(NightPerformance).where(NightPerformance.batch_id == batch.id)):
+            performance[p.method] = {
+                "accuracy": p.accuracy, "low": p.accuracy_low, "high": p.accuracy_high, "n_rows": p.n_rows
+            }
+            if p.reference_accuracy is not None:
+                performance["reference_accuracy"] = p.reference_accuracy
+        if performance:
+            performance["max_accuracy_drop"] = monitor.gate.max_accuracy_drop
 
     tests = evidence.get("tests", [])
     act = sorted(
@@ -251,4 +296,5 @@ def explain_night(settings: Settings, monitor: MonitorConfig, night: date) -> Ex
         else {},
         detectors=detectors,
         columns=columns,
+        performance=performance,
     )

@@ -12,7 +12,7 @@ import pytest
 
 COMMANDS = [
     "init", "fit", "run", "events", "status", "backfill", "recalibrate", "feedback import", "report", "adapt", "meta-train", "demo",
-    "ack", "close", "reopen", "reset", "versions", "rollback",
+    "ack", "close", "reopen", "reset", "versions", "rollback", "performance",
 ]
 
 
@@ -81,6 +81,15 @@ def test_day_to_day_commands(drift, demo_world, tmp_path):
     imported = drift("feedback", "import", str(labels), "--monitor", "digits_demo")
     assert "labels imported" in imported.stdout
     drift("feedback", "import", str(labels), "--monitor", "digits_demo")  # idempotent
+
+    nights = json.loads(drift("performance", "--monitor", "digits_demo", "--json").stdout)["nights"]
+    assert [n["batch_date"] for n in nights] == ["2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"]
+    assert all({"cbpe", "atc"} <= n.keys() and 0.9 < n["reference_accuracy"] <= 1 for n in nights)
+    realized = {n["batch_date"]: n["realized"] for n in nights if "realized" in n}
+    assert list(realized) == ["2026-11-07"]  # the only night whose labels were imported
+    assert realized["2026-11-07"]["n_rows"] == len(labels.read_text().splitlines()) - 1
+    table = drift("performance", "--monitor", "digits_demo").stdout
+    assert "realized" in table and "2026-11-07" in table
 
     out = tmp_path / "report" / "report.html"
     report = drift("report", "--monitor", "digits_demo", "--out", str(out))

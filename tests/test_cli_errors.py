@@ -36,6 +36,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "versions": ["--monitor", "nope"],
     "rollback": ["--monitor", "digits_demo", "--to", "abc"],
     "alerts flush": ["--monitor", "nope"],
+    "performance": ["--monitor", "nope"],
 }
 
 

@@ -39,6 +39,7 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
     """
     from drift import pipeline
     from drift.config import Settings, get_monitor
+    from drift.feedback import import_labels
     from drift.store.db import session_scope, upgrade
     from drift.store.models import Adaptation, DriftEvent
 
@@ -54,6 +55,9 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
         pipeline.run_night(settings, monitor, FIRST_NIGHT + timedelta(days=i))
         for i in range(N_NIGHTS)
     ]
+    feedback = demo_world / "demo" / "feedback"
+    for i in range(N_NIGHTS - 1):  # labels come one night late: the last night has none yet
+        import_labels(settings, monitor, feedback / f"labels-{FIRST_NIGHT + timedelta(days=i)}.csv")
     with session_scope(settings.db_url) as session:
         event = session.query(DriftEvent).one()
         session.add(
@@ -151,6 +155,22 @@ def test_quiet_range_says_no_events_and_no_adaptations(demo_run, tmp_path: Path)
     assert len(_timeline_nights(document)) == 3
 
 
+def test_accuracy_per_night_estimated_every_night_realized_once_labels_arrived(built: Report) -> None:
+    performance = built.data.performance.set_index(["night", "method"])
+    nights = [FIRST_NIGHT + timedelta(days=i) for i in range(N_NIGHTS)]
+    for night in nights:
+        assert {(night, "cbpe"), (night, "atc")} <= set(performance.index)
+    realized = {n for n, m in performance.index if m == "realized"}
+    assert realized == set(nights[:-1])  # the last night's labels have not come back
+    for night in nights[:-1]:
+        row = performance.loc[(night, "realized")]
+        assert row["low"] <= row["accuracy"] <= row["high"] and row["n_rows"] > 0
+    # novel classes: the model cannot be right on them, and its confidence does not know it
+    for night in NOVEL_NIGHTS & realized:
+        assert performance.loc[(night, "realized"), "accuracy"] < performance.loc[(night, "cbpe"), "accuracy"]
+    assert "Accuracy per night" in built.html
+
+
 def test_a_night_outside_the_range_is_refused(demo_run) -> None:
     settings, monitor, _ = demo_run
     with pytest.raises(ReportError, match="not a scored night"):
@@ -162,7 +182,8 @@ def test_write_pngs_writes_the_figures_the_html_embeds(built: Report, tmp_path: 
 
     paths = built.write_pngs(tmp_path)
     assert [p.name for p in paths] == [
-        f"digits_demo-{name}.png" for name in ("ood_rate", "cusum", "scores", "columns")
+        f"digits_demo-{name}.png"
+        for name in ("ood_rate", "cusum", "performance", "scores", "columns")
     ]
     for path in paths:
         with Image.open(path) as image:
@@ -221,4 +242,4 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         timeout=120,
     ).stdout
     assert "digits_demo" in dom and "Event #1" in dom
-    assert dom.count("data:image/png;base64,") == 4
+    assert dom.count("data:image/png;base64,") == 5

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 # importing a module registers its commands, in this order in `drift --help`
-from drift.cli import nightly, calibration, events, explain, operate, reporting, alerts  # noqa: F401  # isort: skip
+from drift.cli import nightly, calibration, events, explain, performance, operate, reporting, alerts  # noqa: F401  # isort: skip
 from drift.cli.app import app, error
 from drift.config import ConfigError
 from drift.model_files import first_line

@@ -24,8 +24,6 @@ from sqlalchemy.orm import Session
 
 from drift.batch import FeatureBatch
 from drift.config import MonitorConfig, Settings
-from drift.pipeline.artifacts import load_fitted, scores_dir
-from drift.pipeline.results import Manifest
 from drift.performance import (
     ATC,
     CBPE,
@@ -34,6 +32,8 @@ from drift.performance import (
     load_estimator,
     realized_performance,
 )
+from drift.pipeline.artifacts import load_fitted, scores_dir
+from drift.pipeline.results import Manifest
 from drift.store import repo
 from drift.store.models import Batch, FeedbackLabel, ModelVersion, NightPerformance
 

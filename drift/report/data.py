@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
@@ -35,6 +35,7 @@ from drift.store.models import (
     DriftEventBatch,
     DriftTest,
     ModelVersion,
+    NightPerformance,
 )
 
 #: rows of the top-drifted-columns table
@@ -70,6 +71,9 @@ class ReportData:
     false_alarms_total: int = 0
     #: every event of this monitor, ever
     events_total: int = 0
+    #: one row per night and method (cbpe, atc, realized): accuracy, low, high, n_rows,
+    #: reference_accuracy (drift.pipeline.performance); empty without estimators or labels
+    performance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def start(self) -> date:
@@ -125,6 +129,22 @@ def _batches_in_range(
             for b in batches
         ]
     ).set_index("night")
+
+
+def _performance(session: Session, nights: pd.DataFrame) -> pd.DataFrame:
+    rows = session.scalars(
+        select(NightPerformance).where(NightPerformance.batch_id.in_(nights["batch_id"].tolist()))
+    ).all()
+    night_of = {batch_id: night for night, batch_id in nights["batch_id"].items()}
+    columns = ["night", "method", "accuracy", "low", "high", "n_rows", "reference_accuracy"]
+    return pd.DataFrame(
+        [
+            (night_of[p.batch_id], p.method, p.accuracy, p.accuracy_low, p.accuracy_high,
+             p.n_rows, p.reference_accuracy)
+            for p in rows
+        ],
+        columns=columns,
+    )
 
 
 def _stored_cusum(events: Iterable[DriftEvent]) -> dict[tuple[date, str], dict[str, float]]:
@@ -332,4 +352,5 @@ def load_report_data(
             most_shifted=most_shifted,
             false_alarms_total=false_alarms,
             events_total=n_events,
+            performance=_performance(session, nights),
         )

@@ -200,11 +200,54 @@ def cusum_figure(data: ReportData) -> bytes:
     )
 
 
+#: how each method's accuracy is drawn: label, colour
+ACCURACY_METHODS = {"cbpe": ("estimated: CBPE", "C0"), "atc": ("estimated: ATC", "C1")}
+
+
+def performance_figure(data: ReportData, max_drop: float) -> bytes:
+    """Estimated accuracy per night (CBPE, ATC, 95% bands) and realized accuracy (Wilson 95%
+    interval of the labelled rows) against the reference accuracy and the gate's allowed drop."""
+    from matplotlib.dates import DateFormatter
+
+    table = data.performance.assign(night=pd.to_datetime(data.performance["night"]))
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(10, 3.4))
+    _shade_verdicts(ax, data.nights["verdict"].set_axis(pd.to_datetime(data.nights.index)))
+    for method, (label, colour) in ACCURACY_METHODS.items():
+        rows = table[table["method"] == method].sort_values("night")
+        if not rows.empty:
+            ax.plot(rows["night"], rows["accuracy"], marker="o", ms=3.5, color=colour, label=label)
+            ax.fill_between(rows["night"], rows["low"], rows["high"], color=colour, alpha=0.15, lw=0)
+    realized = table[table["method"] == "realized"].sort_values("night")
+    if not realized.empty:
+        ax.errorbar(
+            realized["night"], realized["accuracy"],
+            yerr=[realized["accuracy"] - realized["low"], realized["high"] - realized["accuracy"]],
+            fmt="s", ms=4, color="#222", capsize=2, label="realized (labelled rows, 95% CI)",
+        )
+    reference = table.dropna(subset=["reference_accuracy"]).groupby("night")["reference_accuracy"].last()
+    if not reference.empty:
+        ax.plot(reference.index, reference, color="#555", ls="--", lw=1.2, drawstyle="steps-mid",
+                label="reference accuracy")
+        ax.plot(reference.index, reference - max_drop, color="#a02c10", ls=":", lw=1.2,
+                drawstyle="steps-mid", label=f"reference - max_accuracy_drop ({max_drop:g})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Accuracy per night: estimated without labels, realized from feedback", fontsize=11)
+    ax.set_ylabel("accuracy")
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d"))
+    ax.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
 def draw_figures(settings: Settings, monitor: MonitorConfig, data: ReportData) -> dict[str, bytes]:
     """Every figure of the report as PNG bytes, keyed by a short name (``ood_rate``, ``cusum``,
-    ``scores``, ``columns``, in that order); a histogram figure whose artifacts are gone is
+    ``performance``, ``scores``, ``columns``, in that order); a histogram figure whose
+    artifacts are gone, or the accuracy figure of a monitor with no estimates or labels, is
     left out."""
     figures = {"ood_rate": ood_rate_figure(data), "cusum": cusum_figure(data)}
+    if not data.performance.empty:
+        figures["performance"] = performance_figure(data, monitor.gate.max_accuracy_drop)
     score_panels, column_panels = night_panels(settings, monitor, data)
     night_label = data.night.isoformat()
     if score_panels:

@@ -285,6 +285,17 @@ def build_html(data: ReportData, figures: dict[str, bytes]) -> str:
         "carried to the nights around it "
         "(the level depends on a night's row count).</p>"
         + _image(figures["cusum"], "CUSUM per night"),
+        "<h2>Accuracy per night</h2>"
+        '<p class="muted">Estimated from the model\'s confidence without labels (CBPE and ATC, '
+        "calibrated on labelled reference rows; shaded: 95% bands) and realized on the rows whose "
+        "feedback labels came back (95% Wilson interval), against the reference accuracy; dotted: "
+        "the drop at which the gate's accuracy_drop test may act.</p>"
+        + (
+            _image(figures["performance"], "Accuracy per night")
+            if "performance" in figures
+            else "<p>No accuracy per night: the model version has no performance estimators "
+            "(no labelled calibration rows) and no feedback labels arrived.</p>"
+        ),
         f"<h2>Score histograms: reference vs {night}</h2>"
         f'<p class="muted">Calibration scores (held-out reference rows) vs every row of {night}'
         f"{' (the most shifted night in range)' if data.night == data.most_shifted else ''}; "
