@@ -38,6 +38,7 @@ def test_gate_defaults_come_from_the_records() -> None:
         "column_ks": 0.1,
         "column_chisquare": 0.05,
         "class_mix": 0.05,
+        "accuracy_drop": 0.0,  # its p-value already tests a drop beyond max_accuracy_drop
     }
     assert set(settings.act_tests) == {
         "flag_count",
@@ -45,7 +46,9 @@ def test_gate_defaults_come_from_the_records() -> None:
         "mmd",
         "mmd_linear",
         "class_mix",
+        "accuracy_drop",
     }
+    assert settings.max_accuracy_drop == 0.05
 
 
 def test_column_statistics_are_bh_evidence_and_say_which_is_categorical() -> None:
