@@ -1,4 +1,4 @@
-"""Average thresholded confidence (ATC, Garg et al. 2022; docs/methods.md §7.3)."""
+"""Average thresholded confidence (ATC, Garg et al. 2022; docs/methods.md §8.3)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class ATC(PerformanceEstimator):
     equals their accuracy (ATC-MC: the score is the top softmax probability, here its
     log). ``estimate`` is the share of the night's rows above ``t``. Band: the
     binomial variance of that share, ``a(1-a)/n``, plus the reference accuracy's
-    sampling variance ``a_ref(1-a_ref)/m`` (the threshold inherits it).
+    sampling variance ``a_ref(1-a_ref)/m`` (Agresti-Coull adjusted; the threshold inherits it).
 
     Examples
     --------

@@ -97,9 +97,13 @@ class PerformanceEstimator(ABC):
         return self.estimate_scores(confidence(logits))
 
     def _calibration_variance(self) -> float:
-        """Sampling variance of the reference accuracy the estimator is anchored on."""
-        a = self.reference_accuracy_
-        return a * (1 - a) / self.n_reference_
+        """Sampling variance of the reference accuracy the estimator is anchored on, at the
+        Agresti-Coull adjusted proportion: honest near 1, where a model right on all but one
+        of its calibration rows would otherwise claim almost no uncertainty."""
+        z2 = Z95 * Z95
+        m = self.n_reference_ + z2
+        a = (self.reference_accuracy_ * self.n_reference_ + z2 / 2) / m
+        return a * (1 - a) / m
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "reference_accuracy_"):

@@ -1,4 +1,4 @@
-"""Confidence-based performance estimation (CBPE, as NannyML's; docs/methods.md §7.2)."""
+"""Confidence-based performance estimation (CBPE, as NannyML's; docs/methods.md §8.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Realized performance of the labelled rows of one night (docs/methods.md §7.1)."""
+"""Realized performance of the labelled rows of one night (docs/methods.md §8.1)."""
 
 from __future__ import annotations
 
