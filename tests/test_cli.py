@@ -61,7 +61,8 @@ def test_every_command_has_help_with_an_example(command):
 def test_day_to_day_commands(drift, demo_world, tmp_path):
     drift("init")
     assert _status_row(drift("status").stdout, "digits_demo")["active version"] == "not fitted"
-    drift("fit")
+    fitted = drift("fit")
+    assert "performance estimators cbpe, atc fitted on 289 labelled calibration rows" in fitted.stdout
     assert _status_row(drift("status").stdout, "digits_demo")["active version"] == "v1 (fit)"
 
     backfill = drift("backfill", "--start", "2026-11-05", "--end", "2026-11-08")

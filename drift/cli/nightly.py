@@ -71,6 +71,8 @@ def fit(monitor: MonitorOption = None) -> None:
             f"{result['n_bank']} bank rows, {result['n_calibration']} calibration rows"
         )
         console.print(f"  {fitted_on(result)}", highlight=False, soft_wrap=True)
+        if "performance" in result:
+            console.print(f"  {result['performance']}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

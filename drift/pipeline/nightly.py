@@ -181,9 +181,7 @@ def aggregate(
         )
         test_rows.extend(tests)
 
-    estimators = performance.load_estimators(fitted.path)
-    estimates = performance.estimate_night(estimators, rows)
-    gate_estimate = estimates.get(performance.GATE_ESTIMATOR)
+    estimated = performance.estimate_night(fitted.path, rows)
     has_predictions = "pred" in rows and "pred" in reference
     batch_sample = stats.BatchSample(
         reference=reference,
@@ -194,10 +192,8 @@ def aggregate(
         predictions=rows["pred"].to_numpy() if has_predictions else None,
         reference_predictions=reference["pred"].to_numpy() if has_predictions else None,
         n_classes=fitted.manifest["n_classes"],
-        estimated_accuracy=gate_estimate,
-        reference_accuracy=(
-            estimators[performance.GATE_ESTIMATOR].reference_accuracy_ if gate_estimate else None
-        ),
+        estimated_accuracy=estimated.gate_estimate,
+        reference_accuracy=estimated.reference_accuracy,
         max_accuracy_drop=monitor.gate.max_accuracy_drop,
     )
     # a tiny night is still scored and decided, on the tests that can read it
@@ -208,18 +204,14 @@ def aggregate(
         batch = repo.get_batch(session, monitor_id, batch_date)
         repo.save_detector_scores(session, batch.id, score_rows)
         repo.save_drift_tests(session, batch.id, [_test_row(t, monitor) for t in test_rows])
-        performance.save_performance(
-            session, batch.id, performance.estimate_rows(estimators, estimates)
-        )
-        # a night run again keeps the realized accuracy of labels already imported
-        performance.record_realized(session, settings, monitor, batch)
+        performance.store_night(session, settings, monitor, batch, estimated)
         batch.n_rows = len(rows)
         batch.summary = {"too_small": stats.too_small(len(sample), Scope.BATCH, Scope.COLUMN)}
     return {
         "batch_date": plan["batch_date"],
         "n_rows": len(rows),
         "ood_rate": {r["detector"]: r["ood_rate"] for r in score_rows},
-        "estimated_accuracy": {name: e.value for name, e in estimates.items()},
+        "estimated_accuracy": estimated.values(),
     }
 
 

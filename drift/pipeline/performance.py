@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -73,32 +74,63 @@ def load_estimators(folder: Path) -> dict[str, PerformanceEstimator]:
     return {name: load_estimator(state) for name, state in json.loads(path.read_text()).items()}
 
 
-def estimate_night(
-    estimators: dict[str, PerformanceEstimator], rows: pd.DataFrame
-) -> dict[str, Estimate]:
-    """Each estimator's estimate on the night's per-row confidence scores."""
+@dataclass(frozen=True)
+class NightEstimates:
+    """A night's estimates by estimator name, with the estimators that made them."""
+
+    estimators: dict[str, PerformanceEstimator]
+    estimates: dict[str, Estimate]
+
+    @property
+    def gate_estimate(self) -> Estimate | None:
+        """The estimate the gate's accuracy_drop test reads (CBPE), if any."""
+        return self.estimates.get(GATE_ESTIMATOR)
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        estimator = self.estimators.get(GATE_ESTIMATOR)
+        return estimator.reference_accuracy_ if estimator and self.gate_estimate else None
+
+    def values(self) -> dict[str, float]:
+        return {name: e.value for name, e in self.estimates.items()}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``night_performance`` rows of the estimates."""
+        return [
+            {
+                "method": name,
+                "accuracy": e.value,
+                "accuracy_low": e.low,
+                "accuracy_high": e.high,
+                "n_rows": e.n_rows,
+                "reference_accuracy": self.estimators[name].reference_accuracy_,
+                "details": {"se": e.se},
+            }
+            for name, e in self.estimates.items()
+        ]
+
+
+def estimate_night(folder: Path, rows: pd.DataFrame) -> NightEstimates:
+    """The version's estimators (in ``folder``) on the night's per-row confidence scores;
+    none for a version without estimators or shards written without scores."""
+    estimators = load_estimators(folder)
     if not estimators or CONFIDENCE_COLUMN not in rows or rows.empty:
-        return {}
+        return NightEstimates(estimators, {})
     scores = rows[CONFIDENCE_COLUMN].to_numpy(np.float64)
-    return {name: e.estimate_scores(scores) for name, e in estimators.items()}
+    return NightEstimates(estimators, {n: e.estimate_scores(scores) for n, e in estimators.items()})
 
 
-def estimate_rows(
-    estimators: dict[str, PerformanceEstimator], estimates: dict[str, Estimate]
-) -> list[dict[str, Any]]:
-    """``night_performance`` rows of the estimates."""
-    return [
-        {
-            "method": name,
-            "accuracy": e.value,
-            "accuracy_low": e.low,
-            "accuracy_high": e.high,
-            "n_rows": e.n_rows,
-            "reference_accuracy": estimators[name].reference_accuracy_,
-            "details": {"se": e.se},
-        }
-        for name, e in estimates.items()
-    ]
+def store_night(
+    session: Session,
+    settings: Settings,
+    monitor: MonitorConfig,
+    batch: Batch,
+    estimated: NightEstimates,
+) -> None:
+    """Store the night's estimates and, for labels already imported (a night run again),
+    its realized accuracy."""
+    save_performance(session, batch.id, estimated.rows())
+    record_realized(session, settings, monitor, batch)
 
 
 def save_performance(session: Session, batch_id: int, rows: list[dict[str, Any]]) -> None:
