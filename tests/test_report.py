@@ -130,7 +130,7 @@ def test_report_is_self_contained_and_small(report: Path) -> None:
 
     document = report.read_text()
     images = DATA_URI.findall(document)
-    assert len(images) == 4  # OOD rate, CUSUM, score and column histograms
+    assert len(images) == 5  # OOD rate, CUSUM, accuracy, score and column histograms
     for encoded in images:
         assert Image.open(io.BytesIO(base64.b64decode(encoded))).format == "PNG"
     assert not re.search(r"<script|<link|src=\"(?!data:)|url\(", document)

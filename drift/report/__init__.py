@@ -2,7 +2,8 @@
 
 What a user sees (docs/architecture.md §1, issue 6): per detector, the nightly OOD rate
 against its calibrated expected rate and the CUSUM statistic against its alarm
-level, with warning and confirmed nights shaded; score histograms of the
+level, with warning and confirmed nights shaded; the accuracy per night
+(estimated and realized) against the reference accuracy; score histograms of the
 calibration (reference) scores against one night; the input columns that moved
 most; the event log with its decisive tests; adaptations before/after; a
 verdict timeline.
@@ -43,7 +44,7 @@ class Report:
     """A built report: its data, each figure as PNG bytes, and the HTML that embeds them."""
 
     data: ReportData
-    #: PNG bytes by figure name (ood_rate, cusum, scores, columns), in drawing order
+    #: PNG bytes by figure name (ood_rate, cusum, performance, scores, columns), in drawing order
     figures: dict[str, bytes]
     html: str
 
