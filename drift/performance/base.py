@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -29,9 +29,6 @@ class Estimate:
     high: float
     se: float
     n_rows: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def confidence(logits: np.ndarray) -> np.ndarray:

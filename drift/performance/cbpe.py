@@ -37,15 +37,11 @@ class CBPE(PerformanceEstimator):
 
     name = "cbpe"
 
-    def __init__(self, increasing: bool = True) -> None:
-        #: confidence and correctness rise together (the isotonic fit's direction)
-        self.increasing = increasing
-
     def _fit(self, scores: np.ndarray, correct: np.ndarray) -> None:
         from sklearn.isotonic import IsotonicRegression
 
         iso = IsotonicRegression(
-            y_min=0.0, y_max=1.0, increasing=self.increasing, out_of_bounds="clip"
+            y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip"
         )
         iso.fit(scores, correct.astype(np.float64))
         self.x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
@@ -64,10 +60,9 @@ class CBPE(PerformanceEstimator):
         return band(a, a * (1 - a) / len(p) + self._calibration_variance(), len(p))
 
     def _state(self) -> dict[str, Any]:
-        return {"increasing": self.increasing, "x": self.x_.tolist(), "y": self.y_.tolist()}
+        return {"x": self.x_.tolist(), "y": self.y_.tolist()}
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.increasing = bool(state["increasing"])
         self.x_ = np.asarray(state["x"], dtype=np.float64)
         self.y_ = np.asarray(state["y"], dtype=np.float64)
 

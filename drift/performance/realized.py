@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,9 +42,6 @@ class RealizedPerformance:
     n_labelled: int
     recall: dict[str, float]
     macro_f1: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def realized_performance(
