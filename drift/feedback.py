@@ -64,9 +64,8 @@ class LabelImport:
     imported: int
     rejected: dict[Rejection, int] = field(default_factory=dict)
     novel_class: int = 0
-
-    def describe_rejected(self) -> str:
-        return ", ".join(f"{n} {reason}" for reason, n in self.rejected.items() if n) or "none"
+    #: the nights the imported labels belong to
+    nights: tuple[date, ...] = ()
 
 
 def _scored_rows(
@@ -134,4 +133,5 @@ def import_labels(settings: Settings, monitor: MonitorConfig, path: Path) -> Lab
                 ["monitor_id", "batch_date", "row_id"],
                 ["label"],
             )
-    return LabelImport(len(valid), rejected, int(novel[keep].sum()))
+    nights = tuple(sorted(set(valid["batch_date"])))
+    return LabelImport(len(valid), rejected, int(novel[keep].sum()), nights)

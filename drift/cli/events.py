@@ -109,22 +109,35 @@ def feedback_import(
 
     Labels of nights never run, of row ids the night did not have, and repeated labels of
     one row are left out and counted per reason; labels outside the model's classes are
-    kept and counted as novel-class evidence. A file with no valid label exits 1.
+    kept and counted as novel-class evidence. A file with no valid label exits 1. The open
+    events of the labelled nights are typed again from the labels; a confirmed covariate
+    event that now has `adaptation.min_labels` labelled rows gets an adaptation request,
+    which the drift_feedback DAG emits as the adaptation DAG's Asset event.
 
     Example: `drift feedback import labels-2026-11-20.csv --monitor digits_demo`
     """
-    from drift.feedback import import_labels
+    from drift import pipeline
 
     settings = Settings()
     (m,) = select_monitors(monitor)  # a clear error for an unknown monitor
-    result = import_labels(settings, m, file)
-    novel = f", {result.novel_class} outside the model's classes (novel-class evidence)"
-    console.print(
-        f"{monitor}: {result.imported} labels imported from {file}"
-        f"{novel if result.novel_class else ''}; left out: {result.describe_rejected()}",
-        markup=False,
-        highlight=False,
-    )
+    result = pipeline.import_feedback(settings, m, file)
+    novel = f", {result['novel_class']} outside the model's classes (novel-class evidence)"
+    rejected = ", ".join(f"{n} {reason}" for reason, n in result["rejected"].items()) or "none"
+    lines = [
+        f"{monitor}: {result['imported']} labels imported from {file}"
+        f"{novel if result['novel_class'] else ''}; left out: {rejected}"
+    ]
+    lines += [
+        f"event {r['event_id']}: shift type {r['was'] or '-'} -> {r['now']} (by the labels)"
+        for r in result["retyped"]
+    ]
+    lines += [
+        f"event {event_id}: enough labelled rows - adaptation requested (drift_feedback emits "
+        f"the Asset event; or run `drift adapt --event {event_id}`)"
+        for event_id in result["adaptation_requested"]
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command("adapt")
