@@ -130,7 +130,12 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         (landing / f"ds={LANDED}" / "labels.csv").symlink_to(feedback / f"labels-{_night(16)}.csv")
 
         env = airflow_env(
-            home, DRIFT_HOME=str(root / "drift"), DRIFT_CONFIG=str(config), DRIFT_DATABASE_URL=drift_url
+            home,
+            DRIFT_HOME=str(root / "drift"),
+            DRIFT_CONFIG=str(config),
+            DRIFT_DATABASE_URL=drift_url,
+            # an Asset event queues only unpaused consumers; new DAGs start paused by default
+            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         )
 
         def airflow(*args: str) -> subprocess.CompletedProcess:
