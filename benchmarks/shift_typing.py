@@ -101,7 +101,9 @@ def main() -> None:
         for i, truth in enumerate(script):
             day = demo.FIRST_NIGHT + timedelta(days=i)
             if i > 0:
-                pipeline.import_feedback(settings, monitor, feedback / f"labels-{day - timedelta(days=1)}.csv")
+                pipeline.import_feedback(
+                    settings, monitor, feedback / f"labels-{day - timedelta(days=1)}.csv"
+                )
             decision = pipeline.run_night(settings, monitor, day)
             if truth.kind == "clean" and decision["verdict"] == "ok":
                 continue
@@ -153,7 +155,9 @@ def main() -> None:
     }
     per_shift = []
     for first, last, night in demo.shifts_of(script):
-        ids = sorted({n["event_id"] for n in nights if first + 1 <= n["night"] <= last + 3 and n["event_id"]})
+        ids = sorted(
+            {n["event_id"] for n in nights if first + 1 <= n["night"] <= last + 3 and n["event_id"]}
+        )
         per_shift.append(
             {
                 "shift": _describe(night),
@@ -175,7 +179,13 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps({k: result[k] for k in ("per_night_types_without_labels", "per_shift_after_labels")}, indent=1, default=str))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("per_night_types_without_labels", "per_shift_after_labels")},
+            indent=1,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def _world(demo_world: Path, root: Path) -> tuple[Path, Path]:
         (demo / item.name).symlink_to(item)
     config = (resources.files("drift") / "demo_monitor.yaml").read_text()
     config = config.replace("base_dir: ${DRIFT_HOME}/demo", f"base_dir: {demo}")
-    config = config.replace("    adaptation:\n", "    adaptation:\n      feedback_landing: labels_landing\n")
+    config = config.replace(
+        "    adaptation:\n", "    adaptation:\n      feedback_landing: labels_landing\n"
+    )
     path = root / "monitors.yaml"
     path.write_text(config)
     return path, demo / "labels_landing"
@@ -121,7 +123,9 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         event_id = None
         for n in NIGHTS:
             if n > NIGHTS[0]:
-                imported = pipeline.import_feedback(settings, monitor, feedback / f"labels-{_night(n - 1)}.csv")
+                imported = pipeline.import_feedback(
+                    settings, monitor, feedback / f"labels-{_night(n - 1)}.csv"
+                )
                 assert imported["adaptation_requested"] == []
             decision = pipeline.run_night(settings, monitor, _night(n))
             event_id = event_id or (decision["event_id"] if decision["newly_confirmed"] else None)
@@ -140,7 +144,11 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
         def airflow(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run(
-                [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=600
+                [sys.executable, "-m", "airflow", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
 
         for step in (("db", "migrate"), ("dags", "reserialize")):
@@ -160,7 +168,10 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_both_runs_succeed(runs: Runs):
     for run in (runs.landed, runs.nothing_landed):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert runs.task_states(LANDED) == {"import_labels": "success", "publish_labelled_shift": "success"}
+    assert runs.task_states(LANDED) == {
+        "import_labels": "success",
+        "publish_labelled_shift": "success",
+    }
     assert runs.task_states(NOTHING_LANDED) == {
         "import_labels": "success",
         "publish_labelled_shift": "skipped",

@@ -51,7 +51,10 @@ def test_a_covariate_shift_is_unknown_until_its_labels_show_an_accuracy_drop(fit
     assert confirmed, [d["verdict"] for d in decisions]
     event_id = confirmed[0]["event_id"]
     # the unlabelled evidence of occluded digits looks like novel classes: no guess
-    assert [d["shift_type"] for d in decisions if d["event_id"] == event_id] == ["unknown", "unknown"]
+    assert [d["shift_type"] for d in decisions if d["event_id"] == event_id] == [
+        "unknown",
+        "unknown",
+    ]
     assert _event(settings, event_id).shift_type == "unknown"
 
     result = pipeline.import_feedback(settings, monitor, _labels_file(monitor, 14))

@@ -27,7 +27,8 @@ DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 @pytest.fixture(scope="module")
 def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Fit, run eight demo nights (one confirmed semantic event), record one adaptation.
+    """Fit, run eight demo nights (one confirmed event, typed semantic by the labels of its
+    first night), record one adaptation.
 
     The pipeline does not adapt to a semantic shift, so the adaptation row is written here,
     shaped as ``pipeline.validate_candidate`` and ``pipeline.promote_candidate`` store a
@@ -54,6 +55,8 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
         pipeline.run_night(settings, monitor, FIRST_NIGHT + timedelta(days=i))
         for i in range(N_NIGHTS)
     ]
+    labels = demo_world / "demo" / "feedback" / f"labels-{FIRST_NIGHT + timedelta(days=6)}.csv"
+    pipeline.import_feedback(settings, monitor, labels)
     with session_scope(settings.db_url) as session:
         event = session.query(DriftEvent).one()
         session.add(

@@ -68,7 +68,9 @@ def realized_performance(
     """
     y_true, y_pred = np.asarray(y_true).astype(np.int64), np.asarray(y_pred).astype(np.int64)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"realized_performance: {len(y_true)} labels for {len(y_pred)} predictions")
+        raise ValueError(
+            f"realized_performance: {len(y_true)} labels for {len(y_pred)} predictions"
+        )
     known = list(range(classes)) if isinstance(classes, int) else [int(c) for c in classes]
     n = len(y_true)
     correct = int((y_true == y_pred).sum())

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from scipy import stats
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,11 +62,15 @@ MIN_MIX_SHIFT = 0.1
 
 
 def _manifest(version: ModelVersion) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((Path(version.artifact_path) / "manifest.json").read_text())
+    manifest: dict[str, Any] = json.loads(
+        (Path(version.artifact_path) / "manifest.json").read_text()
+    )
     return manifest
 
 
-def event_labels(session: Session, settings: Settings, monitor: MonitorConfig, event: DriftEvent) -> pd.DataFrame:
+def event_labels(
+    session: Session, settings: Settings, monitor: MonitorConfig, event: DriftEvent
+) -> pd.DataFrame:
     """The event's labelled rows: batch_date, row_id, label and ``pred`` (the class the
     model that scored the night predicted; NaN where the scores hold no prediction)."""
     nights = [b.batch_date for b in event.batches]
@@ -81,14 +86,24 @@ def event_labels(session: Session, settings: Settings, monitor: MonitorConfig, e
     predictions = []
     for night in sorted(set(labels["batch_date"])):
         for shard in sorted(scores_dir(settings, monitor, night).glob("shard-*.parquet")):
-            frame = pd.read_parquet(shard)
-            if "pred" in frame:
+            if "pred" not in pq.read_schema(shard).names:  # a model without class outputs
+                continue
+            frame = pd.read_parquet(shard, columns=[key, "pred"])
+            if len(frame):
                 predictions.append(
-                    pd.DataFrame({"batch_date": night, "row_id": frame[key].astype(str), "pred": frame["pred"]})
+                    pd.DataFrame(
+                        {
+                            "batch_date": night,
+                            "row_id": frame[key].astype(str),
+                            "pred": frame["pred"],
+                        }
+                    )
                 )
     if not predictions:
         return labels.assign(pred=np.nan)
-    return labels.merge(pd.concat(predictions, ignore_index=True), on=["batch_date", "row_id"], how="left")
+    return labels.merge(
+        pd.concat(predictions, ignore_index=True), on=["batch_date", "row_id"], how="left"
+    )
 
 
 def _reference_class_share(monitor: MonitorConfig, n_classes: int) -> np.ndarray | None:
@@ -96,7 +111,9 @@ def _reference_class_share(monitor: MonitorConfig, n_classes: int) -> np.ndarray
     if label is None:
         return None
     path = monitor.reference.calibration_path or monitor.reference.path
-    counts = np.bincount(sources.read_reference(path, [label])[label].to_numpy(np.int64), minlength=n_classes)
+    counts = np.bincount(
+        sources.read_reference(path, [label])[label].to_numpy(np.int64), minlength=n_classes
+    )
     return counts[:n_classes] / max(int(counts[:n_classes].sum()), 1)
 
 
@@ -105,7 +122,10 @@ def type_by_labels(
 ) -> tuple[ShiftType | None, dict[str, Any]]:
     """The type the labels show (None: they do not decide) and the evidence, as stored."""
     n_classes = manifest.get("n_classes")
-    evidence: dict[str, Any] = {"n_labels": len(labels), "nights": sorted({str(d) for d in labels["batch_date"]})}
+    evidence: dict[str, Any] = {
+        "n_labels": len(labels),
+        "nights": sorted({str(d) for d in labels["batch_date"]}),
+    }
     if n_classes is None:
         return None, {**evidence, "why": "the model has no class outputs"}
     if len(labels) < MIN_TYPING_LABELS:
@@ -117,11 +137,16 @@ def type_by_labels(
         novel_classes=sorted(int(c) for c in labels.loc[novel, "label"].unique()),
     )
     if novel.mean() >= NOVEL_LABEL_SHARE:
-        return ShiftType.SEMANTIC, {**evidence, "why": f"{novel.mean():.0%} of the labels are classes the model does not have (>= {NOVEL_LABEL_SHARE:.0%})"}
+        return ShiftType.SEMANTIC, {
+            **evidence,
+            "why": f"{novel.mean():.0%} of the labels are classes the model does not have (>= {NOVEL_LABEL_SHARE:.0%})",
+        }
     known = labels[~novel & labels["pred"].notna()]
     reference = reference_accuracy(manifest)
     if reference is not None and len(known):
-        realized = realized_performance(known["label"].to_numpy(), known["pred"].to_numpy(), n_classes)
+        realized = realized_performance(
+            known["label"].to_numpy(), known["pred"].to_numpy(), n_classes
+        )
         correct = int(round(realized.accuracy * realized.n_labelled))
         p_value = reference.drop_p_value(correct, realized.n_labelled)
         evidence.update(
@@ -130,22 +155,35 @@ def type_by_labels(
             accuracy_drop_p_value=p_value,
         )  # fmt: skip
         if p_value <= TYPING_ALPHA and reference.accuracy - realized.accuracy >= MIN_ACCURACY_DROP:
-            return ShiftType.COVARIATE, {**evidence, "why": f"known classes only; accuracy {realized.accuracy:.1%} below the reference {reference.accuracy:.1%} (p={p_value:.2g})"}
+            return ShiftType.COVARIATE, {
+                **evidence,
+                "why": f"known classes only; accuracy {realized.accuracy:.1%} below the reference {reference.accuracy:.1%} (p={p_value:.2g})",
+            }
     else:
         evidence["accuracy_drop_p_value"] = None
     if reference_share is not None:
-        observed = np.bincount(labels.loc[~novel, "label"].to_numpy(np.int64), minlength=n_classes)[:n_classes]
+        observed = np.bincount(labels.loc[~novel, "label"].to_numpy(np.int64), minlength=n_classes)[
+            :n_classes
+        ]
         expected = np.maximum(reference_share, 1e-6) * observed.sum()
         expected *= observed.sum() / expected.sum()
         p_mix = float(stats.chisquare(observed, expected).pvalue)
         shift = float(0.5 * np.abs(observed / max(observed.sum(), 1) - reference_share).sum())
         evidence.update(class_mix_p_value=p_mix, class_mix_shift=shift)
         if p_mix <= TYPING_ALPHA and shift >= MIN_MIX_SHIFT:
-            return ShiftType.PRIOR, {**evidence, "why": f"class mix moved (total variation {shift:.2f}, p={p_mix:.2g}) with the accuracy unchanged"}
-    return None, {**evidence, "why": "the labels show neither novel classes, an accuracy drop nor a moved class mix"}
+            return ShiftType.PRIOR, {
+                **evidence,
+                "why": f"class mix moved (total variation {shift:.2f}, p={p_mix:.2g}) without a significant accuracy drop",
+            }
+    return None, {
+        **evidence,
+        "why": "the labels show neither novel classes, an accuracy drop nor a moved class mix",
+    }
 
 
-def retype_event(session: Session, settings: Settings, monitor: MonitorConfig, event: DriftEvent) -> ShiftType | None:
+def retype_event(
+    session: Session, settings: Settings, monitor: MonitorConfig, event: DriftEvent
+) -> ShiftType | None:
     """Type ``event`` again from its labelled rows; record the evidence on the event
     (``evidence.labels``, and ``evidence.type_changes`` when the type changes)."""
     labels = event_labels(session, settings, monitor, event)
@@ -174,7 +212,9 @@ def _labelled_rows(session: Session, event: DriftEvent) -> int:
         session.scalar(
             select(func.count())
             .select_from(FeedbackLabel)
-            .where(FeedbackLabel.monitor_id == event.monitor_id, FeedbackLabel.batch_date.in_(nights))
+            .where(
+                FeedbackLabel.monitor_id == event.monitor_id, FeedbackLabel.batch_date.in_(nights)
+            )
         )
         or 0
     )
@@ -217,7 +257,11 @@ def import_feedback(settings: Settings, monitor: MonitorConfig, path: Path) -> F
             ):
                 event.evidence = {
                     **event.evidence,
-                    "adaptation_request": {"requested_at": utcnow().isoformat(), "n_labelled": n_labelled, "emitted": False},
+                    "adaptation_request": {
+                        "requested_at": utcnow().isoformat(),
+                        "n_labelled": n_labelled,
+                        "emitted": False,
+                    },
                 }
                 requested.append(event.id)
     return {
@@ -230,14 +274,20 @@ def import_feedback(settings: Settings, monitor: MonitorConfig, path: Path) -> F
     }
 
 
-def import_landed_feedback(settings: Settings, monitor: MonitorConfig, landed_on: date) -> list[FeedbackImport]:
+def import_landed_feedback(
+    settings: Settings, monitor: MonitorConfig, landed_on: date
+) -> list[FeedbackImport]:
     """Every labels file (CSV or parquet) under ``adaptation.feedback_landing`` in the
     partition of ``landed_on`` (the source's ``partition`` pattern); none: nothing to do."""
     landing = monitor.adaptation.feedback_landing
     if landing is None:
         return []
     folder = Path(landing) / monitor.source.partition.format(date=landed_on)
-    files = sorted(p for p in folder.glob("*") if p.suffix in (".csv", ".parquet")) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("*") if p.suffix in (".csv", ".parquet"))
+        if folder.is_dir()
+        else []
+    )
     return [import_feedback(settings, monitor, path) for path in files]
 
 
@@ -251,7 +301,9 @@ def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[
             e
             for e in session.scalars(
                 select(DriftEvent)
-                .where(DriftEvent.monitor_id == monitor_id, DriftEvent.status == EventStatus.CONFIRMED)
+                .where(
+                    DriftEvent.monitor_id == monitor_id, DriftEvent.status == EventStatus.CONFIRMED
+                )
                 .order_by(DriftEvent.id)
             )
             if e.evidence.get("adaptation_request", {}).get("emitted") is False
@@ -259,7 +311,11 @@ def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[
         if not pending:
             return None
         for event in pending:
-            request = {**event.evidence["adaptation_request"], "emitted": True, "emitted_at": utcnow().isoformat()}
+            request = {
+                **event.evidence["adaptation_request"],
+                "emitted": True,
+                "emitted_at": utcnow().isoformat(),
+            }
             event.evidence = {**event.evidence, "adaptation_request": request}
         newest = pending[-1]
         return {
