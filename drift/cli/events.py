@@ -20,7 +20,7 @@ from drift.cli.app import (
     select_monitors,
     steps,
 )
-from drift.config import Settings
+from drift.config import MonitorConfig, Settings
 from drift.status import EventStatus
 
 
@@ -132,12 +132,38 @@ def feedback_import(
         for r in result["retyped"]
     ]
     lines += [
-        f"event {event_id}: enough labelled rows - adaptation requested (drift_feedback emits "
-        f"the Asset event; or run `drift adapt --event {event_id}`)"
+        f"event {event_id}: enough labelled rows - adaptation requested"
         for event_id in result["adaptation_requested"]
     ]
     for line in lines:
         console.print(line, markup=False, highlight=False)
+    if result["adaptation_requested"]:
+        _emit_adaptation_request(settings, m)
+
+
+def _emit_adaptation_request(settings: Settings, monitor: MonitorConfig) -> None:
+    """The request as the adaptation DAG's Asset event, through Airflow's REST API when
+    DRIFT_AIRFLOW_API_URL is set; else the drift_feedback DAG emits it on its next run."""
+    from drift import airflow_api, pipeline
+
+    api = airflow_api.from_env()
+    if api is None:
+        console.print(
+            f"not emitted here ({airflow_api.URL_ENV} is not set): the drift_feedback DAG emits "
+            "it on its next run, or run `drift adapt --event N`",
+            markup=False,
+            highlight=False,
+        )
+        return
+    uri = airflow_api.confirmed_shift_uri(monitor.name)
+    try:
+        extra = pipeline.take_adaptation_request(
+            settings, monitor, emit=lambda e: api.emit_asset_event(uri, e)
+        )
+    except airflow_api.AirflowApiError as exc:
+        fail(f"labels imported, but {exc}; the request stays pending for the drift_feedback DAG")
+    if extra is not None:
+        console.print(f"event {extra['event_id']}: Asset event emitted on {uri}", markup=False, highlight=False)
 
 
 @app.command("adapt")

@@ -25,6 +25,7 @@ event's nights, joined with what the model predicted for them:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -291,10 +292,18 @@ def import_landed_feedback(
     return [import_feedback(settings, monitor, path) for path in files]
 
 
-def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[str, Any] | None:
+def take_adaptation_request(
+    settings: Settings,
+    monitor: MonitorConfig,
+    emit: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any] | None:
     """The newest pending adaptation request of ``monitor`` as the Asset event's ``extra``
-    (``event_id``, ``shift_type``, ``n_labelled``, ``reason``); marks every pending
-    request emitted (the adaptation DAG adapts to the newest shift). None: none pending."""
+    (``event_id``, ``shift_type``, ``n_labelled``, ``reason``), marking every pending request
+    emitted (the adaptation DAG adapts to the newest shift); None when none is pending.
+
+    ``emit`` (e.g. :meth:`drift.airflow_api.AirflowApi.emit_asset_event`) is called with the
+    extra before the requests are marked: if it raises, they stay pending.
+    """
     with session_scope(settings.db_url) as session:
         monitor_id = repo.require_monitor_row(session, monitor.name).id
         pending = [
@@ -302,7 +311,8 @@ def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[
             for e in session.scalars(
                 select(DriftEvent)
                 .where(
-                    DriftEvent.monitor_id == monitor_id, DriftEvent.status == EventStatus.CONFIRMED
+                    DriftEvent.monitor_id == monitor_id,
+                    DriftEvent.status == EventStatus.CONFIRMED,
                 )
                 .order_by(DriftEvent.id)
             )
@@ -310,6 +320,15 @@ def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[
         ]
         if not pending:
             return None
+        newest = pending[-1]
+        extra = {
+            "event_id": newest.id,
+            "shift_type": newest.shift_type,
+            "n_labelled": newest.evidence["adaptation_request"]["n_labelled"],
+            "reason": "feedback labels arrived",
+        }
+        if emit is not None:
+            emit(extra)
         for event in pending:
             request = {
                 **event.evidence["adaptation_request"],
@@ -317,10 +336,4 @@ def take_adaptation_request(settings: Settings, monitor: MonitorConfig) -> dict[
                 "emitted_at": utcnow().isoformat(),
             }
             event.evidence = {**event.evidence, "adaptation_request": request}
-        newest = pending[-1]
-        return {
-            "event_id": newest.id,
-            "shift_type": newest.shift_type,
-            "n_labelled": newest.evidence["adaptation_request"]["n_labelled"],
-            "reason": "feedback labels arrived",
-        }
+        return extra
