@@ -19,6 +19,7 @@ import pendulum
 from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+from drift.airflow_api import confirmed_shift_uri
 from drift.config import MonitorConfig, Settings, get_monitor
 from drift.model_files import first_line
 
@@ -54,7 +55,7 @@ def confirmed_shift_asset(monitor_name: str) -> Asset:
     Airflow 3.3 accepts the `drift://` scheme as is: schemes without a registered
     normaliser are only checked for well-formedness, and only `airflow://` is reserved.
     """
-    return Asset(name=f"{monitor_name}_confirmed_shift", uri=f"drift://{monitor_name}/confirmed_shift")
+    return Asset(name=f"{monitor_name}_confirmed_shift", uri=confirmed_shift_uri(monitor_name))
 
 
 def drift_settings() -> Settings:

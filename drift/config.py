@@ -243,6 +243,9 @@ class AdaptationSettings(_Strict):
     inner_lr: float = Field(default=0.02, gt=0)
     #: the candidate may lose at most this much accuracy on old-domain rows
     max_old_domain_drop: float = Field(default=0.02, ge=0)
+    #: labels files land in <feedback_landing>/<source.partition> (the day they land); the
+    #: drift_feedback DAG imports them (docs/methods.md §4, shift typing)
+    feedback_landing: Path | None = None
 
 
 class MonitorConfig(_Strict):
@@ -354,6 +357,8 @@ def _resolve_paths(monitor: MonitorConfig, base: Path) -> MonitorConfig:
     monitor.source.landing = resolve(monitor.source.landing)
     monitor.reference.path = resolve(monitor.reference.path)
     monitor.reference.calibration_path = resolve(monitor.reference.calibration_path)
+    if monitor.adaptation.feedback_landing is not None:
+        monitor.adaptation.feedback_landing = Path(resolve(monitor.adaptation.feedback_landing))
     if monitor.model.path is not None:  # a model file is local (it is checked before loading)
         monitor.model.path = Path(resolve(monitor.model.path))
     return monitor

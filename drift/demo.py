@@ -162,54 +162,42 @@ def _reset_monitor(settings: Settings) -> None:
     shutil.rmtree(settings.artifacts_dir / DEMO_MONITOR, ignore_errors=True)
 
 
-def _labelled_rows_of(settings: Settings, event_id: int) -> int:
-    from sqlalchemy import func, select
+def _event_types(settings: Settings) -> dict[int, str | None]:
+    """Each demo event's shift type as stored now (fixed by the labels where they could)."""
+    from sqlalchemy import select
 
     from drift.store.db import session_scope
-    from drift.store.models import DriftEvent, FeedbackLabel
+    from drift.store.models import DriftEvent
 
     with session_scope(settings.db_url) as session:
-        event = session.get_one(DriftEvent, event_id)
-        nights = [b.batch_date for b in event.batches]
-        return session.execute(
-            select(func.count())
-            .select_from(FeedbackLabel)
-            .where(
-                FeedbackLabel.monitor_id == event.monitor_id, FeedbackLabel.batch_date.in_(nights)
-            )
-        ).scalar_one()
+        return {e.id: e.shift_type for e in session.scalars(select(DriftEvent))}
 
 
 def run_stream(
     settings: Settings, monitor: MonitorConfig, script: list[Night], console: Console
 ) -> tuple[list[NightDecision], list[dict[str, Any]]]:
-    """Every night in order: yesterday's feedback labels arrive, the night runs, and a
-    confirmed event is adapted once enough labels of its nights are in."""
+    """Every night in order: yesterday's feedback labels arrive (typing the events they
+    label), the night runs, and an event the labels made ready is adapted, as the
+    drift_feedback DAG's Asset event makes the drift_adapt DAG do."""
     from drift import pipeline
-    from drift.feedback import import_labels
 
     # the demo writes its reference and feedback files locally, never to a URL
     feedback = Path(monitor.reference.path).parent / "feedback"
     decisions: list[NightDecision] = []
     adaptations: list[dict[str, Any]] = []
-    pending: list[int] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("nights", total=len(script))
         for i in range(len(script)):
             night = FIRST_NIGHT + timedelta(days=i)
             if i > 0:
-                import_labels(
+                pipeline.import_feedback(
                     settings, monitor, feedback / f"labels-{night - timedelta(days=1)}.csv"
                 )
-            decision = pipeline.run_night(settings, monitor, night)
-            decisions.append(decision)
-            if decision["newly_confirmed"] and decision["event_id"] is not None:
-                pending.append(decision["event_id"])
-            for event_id in list(pending):
-                if _labelled_rows_of(settings, event_id) >= monitor.adaptation.min_labels:
-                    pending.remove(event_id)
-                    result = pipeline.adapt_for_event(settings, monitor, event_id)
-                    adaptations.append({"night": night, **result})
+            decisions.append(pipeline.run_night(settings, monitor, night))
+            request = pipeline.take_adaptation_request(settings, monitor)
+            if request is not None:
+                result = pipeline.adapt_for_event(settings, monitor, request["event_id"])
+                adaptations.append({"night": night, **result})
             progress.advance(task)
     return decisions, adaptations
 
@@ -239,7 +227,7 @@ def run_demo(
     console.print(
         nightly_table(monitor, script, decisions, rows_per_night, accuracy_by_night(settings))
     )
-    console.print(summary_table(script, decisions, adaptations))
+    console.print(summary_table(script, decisions, adaptations, _event_types(settings)))
     for line in explain_hints(monitor, decisions):
         console.print(line, markup=False, highlight=False)
     return decisions
@@ -314,8 +302,14 @@ def nightly_table(
     return table
 
 
-def summary_table(script: list[Night], decisions: list[NightDecision], adaptations: list[dict[str, Any]]) -> Table:
-    """Each scripted shift: the event that caught it, the delay, and what adaptation did."""
+def summary_table(
+    script: list[Night],
+    decisions: list[NightDecision],
+    adaptations: list[dict[str, Any]],
+    event_types: dict[int, str | None],
+) -> Table:
+    """Each scripted shift: the event that caught it, its type now (fixed by the labels
+    where they could), the delay, and what adaptation did."""
     table = Table(title="scripted shifts vs what driftwatch found")
     for column in ("shift", "nights", "event", "type found", "delay", "adaptation"):
         table.add_column(column)
@@ -327,10 +321,9 @@ def summary_table(script: list[Night], decisions: list[NightDecision], adaptatio
             continue
         decision = window[confirmed]
         done = [a for a in adaptations if a["event_id"] == decision["event_id"]]
-        adaptation, shift_type = "-", decision["shift_type"]
+        adaptation, shift_type = "-", event_types.get(decision["event_id"] or 0)
         if done:
             a = done[-1]
-            shift_type = a["shift_type"] or shift_type  # typed again by the feedback labels
             if a["promoted"]:
                 before, after = (
                     a["before"]["new_domain_accuracy"],

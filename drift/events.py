@@ -8,8 +8,8 @@ Lifecycle
 * A **warn** night opens a ``warning`` event, or extends the monitor's open
   event (warning, confirmed or adapting): ``last_seen`` moves and the night is
   linked through ``drift_event_batches``.
-* A **confirm** night moves the open warning to ``confirmed`` (``confirmed_on``,
-  ``shift_type`` and the confirming evidence are set; ``first_seen`` keeps the
+* A **confirm** night moves the open warning to ``confirmed`` (``confirmed_on``
+  and the confirming evidence are set; ``first_seen`` keeps the
   night the shift was first seen), opens a ``confirmed`` event directly when
   none is open, or extends an open confirmed/adapting event.
 * **Expiry**: a ``warning`` that is not confirmed is resolved automatically
@@ -28,6 +28,9 @@ Lifecycle
   event returns it to ``confirmed`` (if it had been confirmed) or ``warning``.
   An ``adapting`` event cannot be closed: its adaptation ends it, or
   `drift reset` (:mod:`drift.leases`) once its run has died.
+* **Shift type**: the type the event's nights agree on (:func:`agreed_type`;
+  ``unknown`` when they disagree), until feedback labels fix it
+  (:func:`typed_by_labels`); after that the nights no longer change it.
 * Re-deciding a night is idempotent: a night already linked to an event
   updates that event in place, links are not duplicated and per-night evidence
   is keyed by date.
@@ -46,7 +49,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drift.gate import GateDecision
-from drift.status import CloseReason, EventStatus
+from drift.status import CloseReason, EventStatus, ShiftType
 from drift.store import repo
 from drift.store.models import Batch, DriftEvent, DriftEventBatch, MonitoredModel
 
@@ -128,10 +131,28 @@ def _link(session: Session, event: DriftEvent, batch: Batch) -> None:
         session.add(DriftEventBatch(event_id=event.id, batch_id=batch.id))
 
 
+def agreed_type(types: Iterable[str | None]) -> str | None:
+    """The shift type an event's nights agree on; ``unknown`` when typed nights disagree
+    (a type that flips night to night is no type), None when no night is typed.
+
+    >>> agreed_type(["covariate", None, "covariate"]), agreed_type(["covariate", "unknown"])
+    ('covariate', 'unknown')
+    """
+    typed = {str(t) for t in types if t}
+    if len(typed) > 1:
+        return ShiftType.UNKNOWN.value
+    return typed.pop() if typed else None
+
+
+def typed_by_labels(event: DriftEvent) -> bool:
+    """Did feedback labels fix the event's type (:mod:`drift.pipeline.labelled`)? Then the
+    gate's nights no longer change it."""
+    return bool(event.evidence.get("type_changes"))
+
+
 def _confirm(event: DriftEvent, night: date, decision: GateDecision) -> None:
     event.status = "confirmed"
     event.confirmed_on = night
-    event.shift_type = decision.shift_type
     event.evidence = {
         **event.evidence,
         "confirmed_on": night.isoformat(),
@@ -209,8 +230,8 @@ def record_decision(
     event.evidence = {**event.evidence, "first_seen": event.first_seen.isoformat(), "nights": nights}
     if decision.verdict == "confirm" and event.status == "warning":
         _confirm(event, night, decision)
-    elif event.status == "warning" and decision.shift_type is not None:
-        event.shift_type = decision.shift_type
+    if event.status in ("warning", "confirmed") and not typed_by_labels(event):
+        event.shift_type = agreed_type(s.get("shift_type") for s in nights.values())
     _link(session, event, batch)
     session.flush()
     return event

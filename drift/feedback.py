@@ -64,9 +64,8 @@ class LabelImport:
     imported: int
     rejected: dict[Rejection, int] = field(default_factory=dict)
     novel_class: int = 0
-
-    def describe_rejected(self) -> str:
-        return ", ".join(f"{n} {reason}" for reason, n in self.rejected.items() if n) or "none"
+    #: the nights the imported labels belong to
+    nights: tuple[date, ...] = ()
 
 
 def _scored_rows(
@@ -139,4 +138,5 @@ def import_labels(settings: Settings, monitor: MonitorConfig, path: Path) -> Lab
         from drift.pipeline.performance import refresh_realized
 
         refresh_realized(session, settings, monitor, monitor_id, list(valid["batch_date"]))
-    return LabelImport(len(valid), rejected, int(novel[keep].sum()))
+    nights = tuple(sorted(set(valid["batch_date"])))
+    return LabelImport(len(valid), rejected, int(novel[keep].sum()), nights)

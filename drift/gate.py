@@ -197,24 +197,22 @@ def _bulk_moved(night: NightEvidence, surged: set[str]) -> bool:
 
 
 def _classify_shift(
-    surged: set[str], n_detectors: int, inputs_moved: bool, mix_moved: bool, bulk_moved: bool
+    surged: set[str], inputs_moved: bool, mix_moved: bool, bulk_moved: bool
 ) -> ShiftType | None:
-    """Heuristic shift type from which families of evidence moved.
+    """Shift type from which families of evidence moved, ``unknown`` where they cannot tell.
 
-    semantic: every OOD detector (two or more) surged — novel classes look
-    unfamiliar to the features (KNN) and to the classifier (energy) at once —
-    and the surge sits in a subset of rows (not ``bulk_moved``); prior: only
-    the predicted-class mix moved; mixed: the class mix moved and some, not
-    all, detectors surged; covariate: inputs or detectors moved as a whole,
-    the class mix did not.
+    covariate: the detectors' scores moved as a whole (``bulk_moved``) with the class
+    mix unmoved, or only input columns moved; prior: only the predicted-class mix
+    moved. Any other detector surge is ``unknown``: novel classes, a strong covariate
+    shift (its KS distance saturates near the flag-rate excess) and either one with a
+    moved class mix leave the same unlabelled signature (docs/methods.md §4, shift
+    typing), so the type waits for feedback labels (:mod:`drift.labels`).
     """
-    if n_detectors >= 2 and len(surged) == n_detectors and not (bulk_moved and not mix_moved):
-        return ShiftType.SEMANTIC
+    if surged:
+        return ShiftType.COVARIATE if bulk_moved and not mix_moved else ShiftType.UNKNOWN
     if mix_moved:
-        return ShiftType.MIXED if surged else ShiftType.PRIOR
-    if surged or inputs_moved:
-        return ShiftType.COVARIATE
-    return None
+        return ShiftType.PRIOR
+    return ShiftType.COVARIATE if inputs_moved else None
 
 
 def decide(
@@ -328,9 +326,7 @@ def decide(
     inputs_moved = bool(columns_moved) or any(_signals(t, Signal.INPUTS) for _, t in decisive)
     mix_moved = any(_signals(t, Signal.CLASS_MIX) for _, t in decisive)
     shift_type = (
-        _classify_shift(
-            surged, len(night.detectors), inputs_moved, mix_moved, _bulk_moved(night, surged)
-        )
+        _classify_shift(surged, inputs_moved, mix_moved, _bulk_moved(night, surged))
         if verdict is not Verdict.OK
         else None
     )

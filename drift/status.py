@@ -32,6 +32,8 @@ class ShiftType(StrEnum):
     SEMANTIC = "semantic"
     PRIOR = "prior"
     MIXED = "mixed"
+    #: the unlabelled evidence cannot tell covariate from semantic; feedback labels fix it
+    UNKNOWN = "unknown"
 
 
 class BatchStatus(StrEnum):

@@ -48,7 +48,10 @@ def test_novel_classes_are_typed_semantic_by_feedback_and_left_to_a_human(fitted
     with session_scope(settings.db_url) as session:
         event = session.get(DriftEvent, event_id)
         assert event.status == "confirmed"  # back from adapting, for a human
-        assert event.evidence["feedback"]["novel_label_share"] > 0.2
+        # typed by the labels when the adaptation collected them (imported without typing here)
+        change = event.evidence["type_changes"][-1]
+        assert change["from"] == "unknown" and change["to"] == "semantic"
+        assert change["novel_share"] > 0.2
         assert session.scalars(select(Adaptation)).all() == []
 
 

@@ -81,6 +81,8 @@ def test_day_to_day_commands(drift, demo_world, tmp_path):
     labels = demo_world / "demo" / "feedback" / "labels-2026-11-07.csv"
     imported = drift("feedback", "import", str(labels), "--monitor", "digits_demo")
     assert "labels imported" in imported.stdout
+    # the confirmed event (novel digits, `unknown` without labels) is typed by its labels
+    assert f"event {events[0]['id']}: shift type unknown -> semantic (by the labels)" in imported.stdout
     drift("feedback", "import", str(labels), "--monitor", "digits_demo")  # idempotent
 
     nights = json.loads(drift("performance", "--monitor", "digits_demo", "--json").stdout)["nights"]

@@ -109,7 +109,7 @@ def test_dag_files_import_without_errors(parsed):
     for label in ("demo", "two"):
         assert parsed[label]["import_errors"] == {}
         # the helper module is not a DAG file (.airflowignore)
-        dag_files = ["drift_adapt.py", "drift_meta_train.py", "drift_nightly.py"]
+        dag_files = ["drift_adapt.py", "drift_feedback.py", "drift_meta_train.py", "drift_nightly.py"]
         assert parsed[label]["files"] == dag_files
 
 
@@ -117,6 +117,7 @@ def test_one_nightly_and_one_adaptation_dag_per_monitor(parsed):
     assert set(parsed["demo"]["dags"]) == {
         "drift_nightly__digits_demo",
         "drift_adapt__digits_demo",
+        "drift_feedback__digits_demo",
         "drift_meta_train",
     }
     two = parsed["two"]["dags"]
@@ -124,6 +125,7 @@ def test_one_nightly_and_one_adaptation_dag_per_monitor(parsed):
         "drift_nightly__alpha",
         "drift_nightly__beta",
         "drift_adapt__alpha",  # beta has adaptation disabled
+        "drift_feedback__alpha",
         "drift_meta_train",
     }
     # beta never adapts, so it gets no meta-initialisation either
@@ -162,6 +164,12 @@ def test_the_asset_links_nightly_to_adaptation(parsed):
         if task["outlets"]
     }
     assert outlets == {"publish_confirmed_shift": [asset]}
+    # labels that arrive later emit the same Asset from the feedback DAG
+    feedback = dags["drift_feedback__digits_demo"]["tasks"]
+    assert {task_id: (task["downstream"], task["outlets"]) for task_id, task in feedback.items()} == {
+        "import_labels": (["publish_labelled_shift"], []),
+        "publish_labelled_shift": ([], [asset]),
+    }
     adapt = dags["drift_adapt__digits_demo"]
     assert adapt["triggered_by"] == [asset]
     assert {task_id: task["downstream"] for task_id, task in adapt["tasks"].items()} == {

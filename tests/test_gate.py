@@ -82,7 +82,8 @@ def test_a_novel_class_shift_confirms_within_two_nights(n_rows: int) -> None:
         verdicts = [d.verdict for d in shifted]
         assert "confirm" in verdicts[:2], verdicts
         confirming = shifted[verdicts.index("confirm")]
-        assert confirming.shift_type in {"semantic", "mixed"}
+        # a surge in a subset of rows: novel classes or a strong covariate shift; labels decide
+        assert confirming.shift_type == "unknown"
         assert confirming.reasons and confirming.evidence["decisive"]
 
 
@@ -125,6 +126,35 @@ def test_prior_shift_type_when_only_the_class_mix_moved() -> None:
     mix = class_mix_test([250] * 8, [300] + [100] * 7, subject="predicted_class")
     decision = decide(GateSettings(), None, NightEvidence(START, detectors, [mix]))
     assert decision.verdict == "warn" and decision.shift_type == "prior"
+
+
+@pytest.mark.parametrize(
+    ("ks_effect", "class_mix_moved", "expected"),
+    [
+        (0.30, False, "covariate"),  # every row's score moved: KS distance 3x the flag excess
+        (0.11, False, "unknown"),  # KS about the flag excess: a subset moved (novel or covariate)
+        (0.30, True, "unknown"),  # bulk moved, but so did the class mix
+    ],
+)
+def test_shift_type_is_unknown_unless_the_bulk_signature_is_clear(
+    ks_effect: float, class_mix_moved: bool, expected: str
+) -> None:
+    detectors = {
+        name: DetectorNight(
+            1000,
+            150,
+            M,
+            TPR,
+            [
+                TestResult("flag_count", 0.0, 1e-9, 0.10, subject=name),
+                TestResult("score_distribution", 0.0, 1e-9, ks_effect, subject=name),
+            ],
+        )
+        for name in ("knn", "energy")
+    }
+    mix = [class_mix_test([250] * 8, [300] + [100] * 7, subject="predicted_class")]
+    night = NightEvidence(START, detectors, mix if class_mix_moved else [])
+    assert decide(GateSettings(), None, night).shift_type == expected
 
 
 def test_state_must_move_forward_and_settings_are_strict() -> None:

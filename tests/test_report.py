@@ -27,7 +27,8 @@ DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 @pytest.fixture(scope="module")
 def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Fit, run eight demo nights (one confirmed semantic event), record one adaptation.
+    """Fit, run eight demo nights (one confirmed event, typed semantic by the labels of its
+    first night), record one adaptation.
 
     The pipeline does not adapt to a semantic shift, so the adaptation row is written here,
     shaped as ``pipeline.validate_candidate`` and ``pipeline.promote_candidate`` store a
@@ -39,7 +40,6 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
     """
     from drift import pipeline
     from drift.config import Settings, get_monitor
-    from drift.feedback import import_labels
     from drift.store.db import session_scope, upgrade
     from drift.store.models import Adaptation, DriftEvent
 
@@ -57,7 +57,9 @@ def demo_run(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
     ]
     feedback = demo_world / "demo" / "feedback"
     for i in range(N_NIGHTS - 1):  # labels come one night late: the last night has none yet
-        import_labels(settings, monitor, feedback / f"labels-{FIRST_NIGHT + timedelta(days=i)}.csv")
+        pipeline.import_feedback(
+            settings, monitor, feedback / f"labels-{FIRST_NIGHT + timedelta(days=i)}.csv"
+        )
     with session_scope(settings.db_url) as session:
         event = session.query(DriftEvent).one()
         session.add(

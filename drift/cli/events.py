@@ -20,7 +20,7 @@ from drift.cli.app import (
     select_monitors,
     steps,
 )
-from drift.config import Settings
+from drift.config import MonitorConfig, Settings
 from drift.status import EventStatus
 
 
@@ -109,22 +109,61 @@ def feedback_import(
 
     Labels of nights never run, of row ids the night did not have, and repeated labels of
     one row are left out and counted per reason; labels outside the model's classes are
-    kept and counted as novel-class evidence. A file with no valid label exits 1.
+    kept and counted as novel-class evidence. A file with no valid label exits 1. The open
+    events of the labelled nights are typed again from the labels; a confirmed covariate
+    event that now has `adaptation.min_labels` labelled rows gets an adaptation request,
+    which the drift_feedback DAG emits as the adaptation DAG's Asset event.
 
     Example: `drift feedback import labels-2026-11-20.csv --monitor digits_demo`
     """
-    from drift.feedback import import_labels
+    from drift import pipeline
 
     settings = Settings()
     (m,) = select_monitors(monitor)  # a clear error for an unknown monitor
-    result = import_labels(settings, m, file)
-    novel = f", {result.novel_class} outside the model's classes (novel-class evidence)"
-    console.print(
-        f"{monitor}: {result.imported} labels imported from {file}"
-        f"{novel if result.novel_class else ''}; left out: {result.describe_rejected()}",
-        markup=False,
-        highlight=False,
-    )
+    result = pipeline.import_feedback(settings, m, file)
+    novel = f", {result['novel_class']} outside the model's classes (novel-class evidence)"
+    rejected = ", ".join(f"{n} {reason}" for reason, n in result["rejected"].items()) or "none"
+    lines = [
+        f"{monitor}: {result['imported']} labels imported from {file}"
+        f"{novel if result['novel_class'] else ''}; left out: {rejected}"
+    ]
+    lines += [
+        f"event {r['event_id']}: shift type {r['was'] or '-'} -> {r['now']} (by the labels)"
+        for r in result["retyped"]
+    ]
+    lines += [
+        f"event {event_id}: enough labelled rows - adaptation requested"
+        for event_id in result["adaptation_requested"]
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    if result["adaptation_requested"]:
+        _emit_adaptation_request(settings, m)
+
+
+def _emit_adaptation_request(settings: Settings, monitor: MonitorConfig) -> None:
+    """The request as the adaptation DAG's Asset event, through Airflow's REST API when
+    DRIFT_AIRFLOW_API_URL is set; else the drift_feedback DAG emits it on its next run."""
+    from drift import airflow_api, pipeline
+
+    api = airflow_api.from_env()
+    if api is None:
+        console.print(
+            f"not emitted here ({airflow_api.URL_ENV} is not set): the drift_feedback DAG emits "
+            "it on its next run, or run `drift adapt --event N`",
+            markup=False,
+            highlight=False,
+        )
+        return
+    uri = airflow_api.confirmed_shift_uri(monitor.name)
+    try:
+        extra = pipeline.take_adaptation_request(
+            settings, monitor, emit=lambda e: api.emit_asset_event(uri, e)
+        )
+    except airflow_api.AirflowApiError as exc:
+        fail(f"labels imported, but {exc}; the request stays pending for the drift_feedback DAG")
+    if extra is not None:
+        console.print(f"event {extra['event_id']}: Asset event emitted on {uri}", markup=False, highlight=False)
 
 
 @app.command("adapt")

@@ -10,7 +10,9 @@ Pure numerics (no database, no files), like :mod:`drift.stats`:
 * :mod:`~drift.performance.cbpe` — :class:`CBPE`, confidence-based performance
   estimation: the mean of isotonically calibrated confidences;
 * :mod:`~drift.performance.atc` — :class:`ATC`, average thresholded confidence
-  (Garg et al. 2022): the share of rows above a threshold fitted on reference.
+  (Garg et al. 2022): the share of rows above a threshold fitted on reference;
+* :mod:`~drift.performance.reference` — :func:`reference_accuracy`: the fitted version's
+  accuracy on its held-out calibration rows, and the test of a realized accuracy against it.
 """
 
 from drift.performance.atc import ATC
@@ -23,6 +25,7 @@ from drift.performance.base import (
 )
 from drift.performance.cbpe import CBPE
 from drift.performance.realized import RealizedPerformance, realized_performance, wilson_interval
+from drift.performance.reference import ReferenceAccuracy, reference_accuracy
 
 __all__ = [
     "ATC",
@@ -31,8 +34,10 @@ __all__ = [
     "Estimate",
     "PerformanceEstimator",
     "RealizedPerformance",
+    "ReferenceAccuracy",
     "confidence",
     "load_estimator",
     "realized_performance",
+    "reference_accuracy",
     "wilson_interval",
 ]

@@ -10,12 +10,12 @@ version), :mod:`~drift.pipeline.fit` (fitting a version),
 :mod:`~drift.pipeline.calibration_window` (thresholds from production nights),
 :mod:`~drift.pipeline.nightly` (``discover -> score_shard x N -> aggregate ->
 decide -> send_alerts``), :mod:`~drift.pipeline.adaptation` (meta-training and
-``collect -> adapt -> validate -> promote``), :mod:`~drift.pipeline.results`
+``collect -> adapt -> validate -> promote``), :mod:`~drift.pipeline.labelled` (feedback
+labels: typing events, adaptation requests), :mod:`~drift.pipeline.results`
 (the step results). Callers import the names below from ``drift.pipeline``.
 """
 
 from drift.pipeline.adaptation import (
-    NOVEL_LABEL_SHARE,
     adapt,
     adapt_for_event,
     collect_adaptation_data,
@@ -35,6 +35,13 @@ from drift.pipeline.artifacts import (
 )
 from drift.pipeline.calibration_window import recalibrate
 from drift.pipeline.fit import fit_monitor
+from drift.pipeline.labelled import (
+    NOVEL_LABEL_SHARE,
+    import_feedback,
+    import_landed_feedback,
+    retype_event,
+    take_adaptation_request,
+)
 from drift.pipeline.nightly import (
     aggregate,
     decide,
@@ -50,6 +57,7 @@ from drift.pipeline.results import (
     BatchFailedError,
     Candidate,
     Collected,
+    FeedbackImport,
     FitResult,
     Manifest,
     MetaTrainResult,
@@ -72,6 +80,7 @@ __all__ = [
     "Candidate",
     "Collected",
     "FitResult",
+    "FeedbackImport",
     "FittedMonitor",
     "Manifest",
     "MetaTrainResult",
@@ -92,6 +101,8 @@ __all__ = [
     "decide",
     "discover",
     "fit_monitor",
+    "import_feedback",
+    "import_landed_feedback",
     "flush_alerts",
     "load_fitted",
     "meta_dir",
@@ -100,9 +111,11 @@ __all__ = [
     "promote_candidate",
     "recalibrate",
     "record_failure",
+    "retype_event",
     "run_night",
     "score_shard",
     "scores_dir",
     "send_alerts",
+    "take_adaptation_request",
     "validate_candidate",
 ]

@@ -18,6 +18,7 @@ from drift import events, leases, sources
 from drift.atomic import write_file
 from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.embed import Embedder
+from drift.pipeline import labelled as labelled_rows
 from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_dir
 from drift.pipeline.attempts import adaptation_method, all_or_nothing
 from drift.pipeline.fit import fit_monitor
@@ -45,8 +46,6 @@ from drift.store.types import utcnow
 
 if TYPE_CHECKING:
     import torch
-
-    from drift.store.models import DriftEvent
 
 
 def _labelled_reference(monitor: MonitorConfig, path: str | os.PathLike) -> pd.DataFrame:
@@ -85,51 +84,12 @@ def meta_train(settings: Settings, monitor: MonitorConfig) -> MetaTrainResult:
     }
 
 
-#: share of feedback labels outside the model's classes that makes a shift semantic
-NOVEL_LABEL_SHARE = 0.05
-
-
-def _retype_by_feedback(
-    settings: Settings, monitor: MonitorConfig, event: DriftEvent, labels: pd.DataFrame
-) -> ShiftType | None:
-    """The shift type, corrected by the event's feedback labels where they exist.
-
-    Unlabelled evidence cannot always tell novel classes from a strong covariate
-    shift (both make every detector surge). Labels can: classes the model does
-    not have mean a semantic shift; known classes only mean the inputs moved.
-    """
-    if labels.empty or event.shift_type == ShiftType.PRIOR:
-        return None if event.shift_type is None else ShiftType(event.shift_type)
-    _, _, fitted = active_fitted(settings, monitor)
-    n_classes = fitted.manifest["n_classes"]
-    if n_classes is None:
-        raise BatchFailedError(
-            f"{monitor.name}: feedback labels need a model with class outputs (logits)"
-        )
-    novel_share = float((~labels["label"].between(0, n_classes - 1)).mean())
-    shift_type = ShiftType.SEMANTIC if novel_share >= NOVEL_LABEL_SHARE else ShiftType.COVARIATE
-    event.evidence = {
-        **event.evidence,
-        "feedback": {
-            "n_labels": len(labels),
-            "novel_label_share": novel_share,
-            "typed_as": shift_type,
-        },
-    }
-    event.shift_type = shift_type
-    return shift_type
-
-
 @all_or_nothing
 def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id: int) -> Collected:
     """The event's nightly rows joined with their feedback labels; moves the event to `adapting`.
 
     Refuses an event that is another monitor's (:class:`~drift.events.EventMonitorMismatchError`).
     """
-    from sqlalchemy import select
-
-    from drift.store.models import FeedbackLabel
-
     with session_scope(settings.db_url) as session:
         event = events.get_event(session, event_id, monitor=monitor.name)
         if event.status != EventStatus.CONFIRMED:  # e.g. a re-run night emitted the Asset again
@@ -143,16 +103,8 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
             for b in event.batches
             if b.status == BatchStatus.SUCCEEDED
         }
-        labels = pd.DataFrame(
-            session.execute(
-                select(FeedbackLabel.batch_date, FeedbackLabel.row_id, FeedbackLabel.label).where(
-                    FeedbackLabel.monitor_id == event.monitor_id,
-                    FeedbackLabel.batch_date.in_(list(nights)),
-                )
-            ).all(),
-            columns=["batch_date", "row_id", "label"],
-        )
-        shift_type = _retype_by_feedback(settings, monitor, event, labels)
+        labels = labelled_rows.event_labels(session, settings, monitor, event).drop(columns="pred")
+        shift_type = labelled_rows.retype_event(session, settings, monitor, event)
         leases.take(session, event_id)
 
     with leases.held(settings.db_url, event_id):
@@ -220,6 +172,11 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
     elif collected["shift_type"] == ShiftType.SEMANTIC:
         reason = (
             "semantic shift (novel classes): a fixed classifier cannot learn them; needs a human"
+        )
+    elif collected["shift_type"] != ShiftType.COVARIATE:
+        reason = (
+            f"shift type {collected['shift_type'] or 'not known'}: the labels of its nights have "
+            "not shown an accuracy drop on known classes yet (a covariate shift)"
         )
     elif len(labelled) < cfg.min_labels:
         reason = f"{len(labelled)} feedback-labelled rows, need {cfg.min_labels}"

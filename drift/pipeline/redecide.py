@@ -19,6 +19,7 @@ from datetime import date
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from drift import events
 from drift.store.models import Adaptation, Batch, DriftEvent, DriftEventBatch
 
 #: evidence keys that :func:`drift.events.record_decision` writes when it confirms an event
@@ -126,9 +127,8 @@ def rewind_events(session: Session, monitor_id: int, night: date, *, expire_afte
             event.status, event.confirmed_on = "warning", None
             for key in _CONFIRMATION_KEYS:
                 evidence.pop(key, None)
-        if event.status == "warning":  # a warning's shift type is its latest night's, if any
-            types = [s.get("shift_type") for _, s in sorted(nights.items())]
-            event.shift_type = next((t for t in reversed(types) if t), None)
+        if event.status in ("warning", "confirmed") and not events.typed_by_labels(event):
+            event.shift_type = events.agreed_type(s.get("shift_type") for s in nights.values())
         event.evidence = evidence
     session.flush()
 

@@ -197,3 +197,28 @@ class AdaptationOutcome(Validation):
 
     shift_type: ShiftType | None
     promoted: bool
+
+
+# -- feedback labels ---------------------------------------------------------------------------------
+
+
+class Retyped(TypedDict):
+    """An event whose shift type the labels changed."""
+
+    event_id: int
+    was: str | None
+    now: ShiftType | None
+
+
+class FeedbackImport(TypedDict):
+    """:func:`~drift.pipeline.import_feedback`: what one labels file did."""
+
+    monitor: str
+    imported: int
+    #: rows left out, per reason (only reasons that occurred)
+    rejected: dict[str, int]
+    #: imported labels outside the model's classes (novel-class evidence)
+    novel_class: int
+    retyped: list[Retyped]
+    #: confirmed events whose adaptation the labels now allow (emitted by the drift_feedback DAG)
+    adaptation_requested: list[int]

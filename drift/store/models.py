@@ -149,7 +149,7 @@ class DriftEvent(Base):
     monitor_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
     #: warning | confirmed | adapting | resolved | closed
     status: Mapped[str] = mapped_column(String(20), default="warning")
-    #: covariate | semantic | prior | mixed (None until known)
+    #: covariate | semantic | prior | unknown (mixed: typed before unknown existed; None until known)
     shift_type: Mapped[str | None] = mapped_column(String(20), default=None)
     first_seen: Mapped[date] = mapped_column(Date)
     last_seen: Mapped[date] = mapped_column(Date)

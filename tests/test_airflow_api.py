@@ -1,0 +1,196 @@
+"""`drift feedback import` emits the adaptation DAG's Asset event itself, through a real
+Airflow api-server's REST API (`DRIFT_AIRFLOW_API_URL`), with no DAG run in between.
+
+In-process, the occluded-digits nights 12-16 of the demo world run with each night's
+labels imported the next day; the covariate event confirmed on night 14 then waits for
+labels (fewer than `min_labels`). Airflow: a SQLite metadata database with the DAGs
+serialized (unpaused), and `airflow api-server` (one worker, all users admins). The test
+imports night 16's labels with the `drift` command and checks the Asset event and the
+queued adaptation run in Airflow's database; then, with the api-server gone, that a
+failed emission leaves the request pending (one-line error, exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.test_airflow_feedback import NIGHTS, _night, _world
+from tests.test_dags import airflow_env
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+ADAPT_DAG_ID = "drift_adapt__digits_demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError("api-server exited:\n" + log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/version", timeout=5):
+                return
+        except OSError:
+            time.sleep(2)
+    raise AssertionError("api-server did not answer:\n" + log.read_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
+    from drift import pipeline
+    from drift.config import Settings, get_monitor
+    from drift.store.db import upgrade
+
+    root = tmp_path_factory.mktemp("airflow_api")
+    config, _ = _world(demo_world, root)
+    drift_url = f"sqlite:///{root / 'drift.db'}"
+    settings = Settings(home=root / "drift", config=config, database_url=drift_url)
+    upgrade(drift_url)
+    monitor = get_monitor("digits_demo", config, settings)
+    pipeline.fit_monitor(settings, monitor)
+    feedback = demo_world / "demo" / "feedback"
+    event_id = None
+    for n in NIGHTS:
+        if n > NIGHTS[0]:
+            pipeline.import_feedback(settings, monitor, feedback / f"labels-{_night(n - 1)}.csv")
+        decision = pipeline.run_night(settings, monitor, _night(n))
+        event_id = event_id or (decision["event_id"] if decision["newly_confirmed"] else None)
+    assert event_id is not None
+
+    home, port = root / "airflow", _free_port()
+    env = airflow_env(
+        home,
+        DRIFT_HOME=str(root / "drift"),
+        DRIFT_CONFIG=str(config),
+        DRIFT_DATABASE_URL=drift_url,
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+    )
+    for step in (("db", "migrate"), ("dags", "reserialize")):
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *step],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = root / "api-server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "-p", str(port), "-w", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, server, log)
+        drift_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        yield settings, monitor, event_id, home, url, drift_env, feedback, server
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "drift.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _request(settings, event_id: int) -> dict:
+    from drift.store.db import session_scope
+    from drift.store.models import DriftEvent
+
+    with session_scope(settings.db_url) as session:
+        event = session.scalars(select(DriftEvent).where(DriftEvent.id == event_id)).one()
+        return dict(event.evidence.get("adaptation_request", {}))
+
+
+def test_feedback_import_emits_the_asset_event_through_the_rest_api(world):
+    settings, monitor, event_id, home, url, env, feedback, _ = world
+    labels = feedback / f"labels-{_night(16)}.csv"
+    done = _drift(
+        {**env, "DRIFT_AIRFLOW_API_URL": url},
+        "feedback",
+        "import",
+        str(labels),
+        "--monitor",
+        "digits_demo",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"event {event_id}: enough labelled rows - adaptation requested" in done.stdout
+    assert (
+        f"event {event_id}: Asset event emitted on drift://digits_demo/confirmed_shift"
+        in done.stdout
+    )
+    with sqlite3.connect(home / "airflow.db") as conn:
+        events = conn.execute(
+            "SELECT a.uri, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id"
+        ).fetchall()
+        queued = conn.execute("SELECT target_dag_id FROM asset_dag_run_queue").fetchall()
+    ((uri, extra),) = events
+    assert uri == "drift://digits_demo/confirmed_shift"
+    extra = json.loads(extra)
+    assert extra["event_id"] == event_id and extra["shift_type"] == "covariate"
+    assert (ADAPT_DAG_ID,) in queued  # the scheduler starts drift_adapt from it
+    assert _request(settings, event_id)["emitted"] is True
+
+
+def test_a_failed_emission_leaves_the_request_pending(world):
+    """Runs after the test above: its request is forgotten so that the import asks again."""
+    from drift import pipeline
+    from drift.airflow_api import AirflowApiError
+    from drift.store.db import session_scope
+    from drift.store.models import DriftEvent
+
+    settings, monitor, event_id, _, _, env, feedback, _ = world
+    with session_scope(settings.db_url) as session:
+        event = session.get_one(DriftEvent, event_id)
+        event.evidence = {k: v for k, v in event.evidence.items() if k != "adaptation_request"}
+    labels = feedback / f"labels-{_night(16)}.csv"
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    done = _drift(
+        {**env, "DRIFT_AIRFLOW_API_URL": dead},
+        "feedback",
+        "import",
+        str(labels),
+        "--monitor",
+        "digits_demo",
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "not reachable" in done.stderr
+    assert "stays pending" in done.stderr
+    assert _request(settings, event_id)["emitted"] is False
+
+    def refuse(extra: dict) -> None:
+        raise AirflowApiError(f"Airflow API refused event {extra['event_id']}")
+
+    with pytest.raises(AirflowApiError):
+        pipeline.take_adaptation_request(settings, monitor, emit=refuse)
+    assert _request(settings, event_id)["emitted"] is False
+    # what the drift_feedback DAG's publish task then takes (and emits as its outlet)
+    assert pipeline.take_adaptation_request(settings, monitor)["event_id"] == event_id
+    assert _request(settings, event_id)["emitted"] is True

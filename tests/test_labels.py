@@ -1,0 +1,129 @@
+"""Feedback labels on the real pipeline (SQLite and Postgres): they fix an event's shift
+type with recorded evidence, and they request the adaptation of an event waiting for them.
+
+Demo world nights (1-based): 7-9 novel digits at 30%, 14-17 occluded digits (covariate),
+22-24 two classes over-sampled (prior); labels of 15% of each night's rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from drift import pipeline
+from drift.demo import FIRST_NIGHT
+from drift.store.db import session_scope
+from drift.store.models import DriftEvent
+
+
+def _night(n: int):
+    return FIRST_NIGHT + timedelta(days=n - 1)
+
+
+def _labels_file(monitor, n: int):
+    return monitor.reference.path.parent / "feedback" / f"labels-{_night(n)}.csv"
+
+
+@pytest.fixture
+def fitted(drift_env, demo_monitor, db_url):
+    settings = drift_env(db_url)
+    pipeline.fit_monitor(settings, demo_monitor)
+    return settings, demo_monitor
+
+
+def _event(settings, event_id: int) -> DriftEvent:
+    with session_scope(settings.db_url) as session:
+        event = session.get_one(DriftEvent, event_id)
+        session.expunge(event)
+        return event
+
+
+def _run(settings, monitor, first: int, last: int) -> list[dict]:
+    return [pipeline.run_night(settings, monitor, _night(n)) for n in range(first, last + 1)]
+
+
+def test_a_covariate_shift_is_unknown_until_its_labels_show_an_accuracy_drop(fitted):
+    settings, monitor = fitted
+    decisions = _run(settings, monitor, 12, 15)  # occlusion from night 14
+    confirmed = [d for d in decisions if d["newly_confirmed"]]
+    assert confirmed, [d["verdict"] for d in decisions]
+    event_id = confirmed[0]["event_id"]
+    # the unlabelled evidence of occluded digits looks like novel classes: no guess
+    assert [d["shift_type"] for d in decisions if d["event_id"] == event_id] == [
+        "unknown",
+        "unknown",
+    ]
+    assert _event(settings, event_id).shift_type == "unknown"
+
+    result = pipeline.import_feedback(settings, monitor, _labels_file(monitor, 14))
+    assert result["retyped"] == [{"event_id": event_id, "was": "unknown", "now": "covariate"}]
+    event = _event(settings, event_id)
+    assert event.shift_type == "covariate"
+    (change,) = event.evidence["type_changes"]
+    labels = pd.read_csv(_labels_file(monitor, 14))
+    assert change["from"] == "unknown" and change["to"] == "covariate"
+    assert change["n_labels"] == len(labels) and change["n_novel"] == 0
+    assert change["nights"] == [str(_night(14))]
+    assert change["accuracy"] < change["reference_accuracy"] - 0.1
+    assert change["accuracy_drop_p_value"] < 1e-4
+    assert change["accuracy_low"] <= change["accuracy"] <= change["accuracy_high"]
+    assert change["n_reference"] > 0 and "accuracy" in change["why"]
+
+    # a later night's gate verdict no longer changes the type the labels fixed
+    later = pipeline.run_night(settings, monitor, _night(16))
+    assert later["event_id"] == event_id and later["shift_type"] in {"unknown", "covariate"}
+    assert _event(settings, event_id).shift_type == "covariate"
+
+
+def test_novel_class_labels_fix_a_semantic_shift(fitted):
+    settings, monitor = fitted
+    decisions = _run(settings, monitor, 6, 8)
+    event_id = next(d["event_id"] for d in decisions if d["newly_confirmed"])
+    assert _event(settings, event_id).shift_type == "unknown"
+    result = pipeline.import_feedback(settings, monitor, _labels_file(monitor, 7))
+    assert result["novel_class"] > 0
+    assert result["retyped"] == [{"event_id": event_id, "was": "unknown", "now": "semantic"}]
+    assert result["adaptation_requested"] == []  # a fixed classifier cannot learn new classes
+    change = _event(settings, event_id).evidence["type_changes"][-1]
+    assert change["to"] == "semantic" and change["novel_classes"] == [8, 9]
+    assert 0.2 < change["novel_share"] < 0.4 and change["n_novel"] > 0
+
+
+def test_labels_of_quiet_rows_leave_the_type_alone(fitted):
+    """Labels of a prior shift's nights: known classes, accuracy as on the reference."""
+    settings, monitor = fitted
+    decisions = _run(settings, monitor, 21, 23)
+    event_id = next(d["event_id"] for d in decisions if d["event_id"])
+    before = _event(settings, event_id).shift_type
+    assert before == "prior"
+    pipeline.import_feedback(settings, monitor, _labels_file(monitor, 22))
+    event = _event(settings, event_id)
+    assert event.shift_type == "prior"
+    checked = event.evidence["labels"]
+    assert checked["n_novel"] == 0 and checked["accuracy_drop_p_value"] > 0.01
+    assert checked["class_mix_p_value"] < 1e-6  # the true class mix moved too
+
+
+def test_labels_arriving_a_night_late_request_the_adaptation_once(fitted):
+    settings, monitor = fitted
+    requested: dict[int, list[int]] = {}
+    event_id = None
+    for n in range(12, 18):
+        if n > 12:  # yesterday's labels arrive before tonight's run
+            result = pipeline.import_feedback(settings, monitor, _labels_file(monitor, n - 1))
+            requested[n] = result["adaptation_requested"]
+        decision = pipeline.run_night(settings, monitor, _night(n))
+        event_id = event_id or (decision["event_id"] if decision["newly_confirmed"] else None)
+    assert event_id is not None
+    # min_labels 200 in the demo config, ~90 labels a night (15% of 600): the third
+    # shifted night's labels (night 16's, arriving on 17) reach it
+    assert requested == {13: [], 14: [], 15: [], 16: [], 17: [event_id]}
+    request = pipeline.take_adaptation_request(settings, monitor)
+    assert request is not None and request["event_id"] == event_id
+    assert request["shift_type"] == "covariate" and request["n_labelled"] >= 200
+    assert pipeline.take_adaptation_request(settings, monitor) is None  # emitted once
+    # importing the same labels again requests nothing new
+    again = pipeline.import_feedback(settings, monitor, _labels_file(monitor, 16))
+    assert again["adaptation_requested"] == []
