@@ -370,7 +370,10 @@ def decide(
         "alpha": settings.alpha,
         "column_fdr": settings.column_fdr,
         "tests": [
-            evidence_of_test(test, subject, level, settings, (subject, test) in decisive)
+            evidence_of_test(
+                test, subject, level, settings, (subject, test) in decisive,
+                practical.passes(subject, test, settings),
+            )
             for subject, test in detector_tests + [("", t) for t in night.tests]
         ],
         "cusum": cusum_evidence,

@@ -61,13 +61,19 @@ def fmt(value: float) -> str:
 
 
 def evidence_of_test(
-    test: TestResult, subject: str, level: float, settings: GateSettings, decisive: bool
+    test: TestResult,
+    subject: str,
+    level: float,
+    settings: GateSettings,
+    decisive: bool,
+    practical: bool = True,
 ) -> dict[str, Any]:
     """One test as the stored evidence shows it, with the bars it was judged against.
 
     ``in_act_family``: the test takes part in the act/don't-act decision, judged at
-    ``bar`` (the Bonferroni level alpha / family size); ``decisive``: it passed both its
-    bar and ``min_effect`` and so made the night significant. Evidence-only tests carry
+    ``bar`` (the Bonferroni level alpha / family size); ``practical``: its move passes
+    the practical test; ``decisive``: it passed its bar, ``min_effect`` and the
+    practical test and so made the night significant. Evidence-only tests carry
     their own bar (BH ``column_fdr`` for per-column tests, else ``alpha``) and ``moved``:
     whether they pass it; they are never decisive.
     """
@@ -80,6 +86,7 @@ def evidence_of_test(
         "bar": bar,
         "min_effect": settings.min_effect.get(test.name, 0.0),
         "moved": is_decisive(test, bar, settings),
+        "practical": practical,
         "decisive": decisive,
     }
 

@@ -137,8 +137,9 @@ def test_explain_puts_each_test_against_its_bar(world: World) -> None:
     explanation = explain_night(world.settings, world.monitor, NOVEL[1])
     assert explanation.verdict == "confirm" and explanation.event is not None
     assert explanation.tests[0]["decisive"]  # decisive first
-    for t in explanation.tests:
-        assert t["decisive"] == (t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"])
+    for t in explanation.tests:  # statistical bar, minimum effect and the practical test
+        passed = t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"]
+        assert t["decisive"] == (passed and t["practical"])
     assert {c["detector"] for c in explanation.cusum} == set(world.decisions[NOVEL[1]]["ood_rate"])
     moved = [d for d in explanation.detectors if d["moved"]]
     assert moved and all(d["ood_rate"] > d["expected_rate"] for d in moved)
@@ -154,6 +155,23 @@ def test_explain_puts_each_test_against_its_bar(world: World) -> None:
     assert covariate.columns and covariate.columns[0]["moved"]
     ps = [c["p_value"] for c in covariate.columns if c["moved"]]
     assert ps == sorted(ps)
+
+
+def test_explain_shows_the_statistical_and_the_practical_test(world: World) -> None:
+    from drift.explain import explain_night
+
+    novel = explain_night(world.settings, world.monitor, NOVEL[1])
+    text = "\n".join(novel.lines())
+    assert "statistical test: flag_count:" in text
+    assert "practical test (a rate 1 points above, or 3 below" in text
+    moved = [d for d in novel.practical if d["up"]]
+    assert moved and all(d["rate"] - d["expected"] >= d["min_excess"] for d in moved)
+    assert any(line.strip().startswith("PASSES (above)") for line in novel.lines())
+    assert novel.kind == "shift"
+    clean = explain_night(world.settings, world.monitor, CLEAN[0])
+    if clean.verdict == "ok":
+        assert not any(d["up"] or d["down"] for d in clean.practical)
+        assert "gradual: 0 of the last" in "\n".join(clean.lines())
 
 
 def test_explain_re_decides_a_night_stored_without_evidence(world: World) -> None:
