@@ -6,8 +6,8 @@ slow drift does not change and a 5-night episode that costs accuracy:
 * **tabular** — 8 Gaussian inputs, 3 classes from a fixed random two-layer
   network of the inputs, a small torch MLP (embedding: its last hidden layer).
   Slow drift: x0's mean creeps by +0.6 sd and x1's by -0.4 sd over the nights.
-  Episode (nights ``EPISODE``): 35% of rows move x2 and x3 by +2.5 sd, a region
-  the model never saw and extrapolates into wrongly.
+  Episode (nights ``EPISODE``): a faulty feed adds Gaussian noise (sd 1.2) to every
+  input of 35% of rows; their labels stay those of the clean rows.
 * **digits** — the shared digits setting (:mod:`drift.digits`, the demo's model,
   600-row nights drawn from held-out rows, thresholds on the held-out calibration
   split). Slow drift: two central pixels' means creep by +0.5 sd. Episode: 40% of
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -135,10 +136,11 @@ def tabular_world(seed: int = 0) -> World:
         x = r.normal(size=(2000, d))
         x[:, 0] += 0.6 * t / NIGHTS
         x[:, 1] -= 0.4 * t / NIGHTS
-        if episode:
+        y = label(x)
+        if episode:  # a faulty upstream feed: noisy inputs, the truth still the clean rows'
             moved = r.random(len(x)) < 0.35
-            x[moved, 2:4] += 2.5
-        return x.astype(np.float32), label(x)
+            x[moved] += r.normal(0.0, 1.2, size=(int(moved.sum()), d))
+        return x.astype(np.float32), y
 
     columns = [f"x{i}" for i in range(d)]
     return _fit("tabular", columns, 2000, embed, x_train, rng.normal(size=(2000, d)).astype(np.float32),
@@ -274,7 +276,7 @@ def evidently_alarms(world: World, inputs: list[np.ndarray]) -> list[bool]:
     return out
 
 
-def nannyml_alarms(world: World, inputs: list[np.ndarray], peer_python: str) -> dict | str:
+def nannyml_alarms(world: World, inputs: list[np.ndarray], peer_python: str, peer_path: str) -> dict | str:
     """NannyML's DRE and univariate drift in the peer environment (a subprocess)."""
     if not Path(peer_python).exists():
         return f"peer environment missing: {peer_python}"
@@ -283,20 +285,20 @@ def nannyml_alarms(world: World, inputs: list[np.ndarray], peer_python: str) -> 
         pd.DataFrame(np.concatenate(inputs), columns=world.columns).to_parquet(f"{tmp}/analysis.parquet")
         done = subprocess.run(
             [peer_python, str(PEERS), tmp, str(world.rows_per_night)],
-            capture_output=True, text=True, timeout=1200,
+            capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONPATH": peer_path},
         )
         if done.returncode != 0:
             return f"peer run failed: {done.stderr.strip().splitlines()[-1:]}"
         return json.loads(Path(f"{tmp}/alarms.json").read_text())
 
 
-def stream(world: World, peer_python: str, seed: int) -> dict:
+def stream(world: World, peer_python: str, peer_path: str, seed: int) -> dict:
     run, inputs = run_driftwatch(world, NIGHTS, EPISODE, seed)
     acc = [n["accuracy"] for n in run["nights"]]
     calm = [a for t, a in enumerate(acc) if t not in EPISODE]
     tools = {"driftwatch": score_driftwatch(run, EPISODE)}
     tools["evidently_dataset_drift"] = score_alarms(evidently_alarms(world, inputs), EPISODE)
-    peers = nannyml_alarms(world, inputs, peer_python)
+    peers = nannyml_alarms(world, inputs, peer_python, peer_path)
     if isinstance(peers, str):
         tools["nannyml"] = {"skipped": peers}
     else:
@@ -381,6 +383,8 @@ def main() -> None:
     parser.add_argument("--quiet-nights", type=int, default=QUIET_NIGHTS)
     parser.add_argument("--streams", nargs="*", default=["tabular", "digits"])
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON)
+    parser.add_argument("--peer-path", default="", help="PYTHONPATH for the peer environment "
+                        "(e.g. a --target folder holding statsmodels, which NannyML imports)")
     parser.add_argument("--markdown", action="store_true", help="print the README table of the saved result")
     args = parser.parse_args()
     if args.markdown:
@@ -398,7 +402,7 @@ def main() -> None:
     built = {}
     for name in args.streams:
         built[name] = worlds[name](args.seed)
-        result["streams"][name] = stream(built[name], args.peer_python, args.seed)
+        result["streams"][name] = stream(built[name], args.peer_python, args.peer_path, args.seed)
         print(name, json.dumps(result["streams"][name]["tools"]), file=sys.stderr)
     if args.quiet_nights:
         result["quiet_demo"] = quiet_demo(built.get("digits") or digits_world(args.seed), args.quiet_nights, args.seed)

@@ -2,8 +2,10 @@
 a detector's recent level, ``gradual`` warnings and ``input`` events.
 
 * **Practical test** — a decisive detector test counts only when that detector's
-  flag rate exceeds *both* its calibrated rate and its recent level by
-  ``min_excess_rate`` (``flag_deficit``: falls below both by ``min_deficit_rate``).
+  flag rate exceeds its calibrated rate by ``min_excess_rate`` (``flag_deficit``: falls
+  below it by ``min_deficit_rate``) and, when its recent level has itself drifted by
+  half that floor, exceeds the recent level by the floor and by ``step_z`` standard
+  errors of a night's rate (sampling noise on a drifted level is no step).
   Tests in ``practical_tests`` (class mix, accuracy drop: their ``min_effect`` is in
   the user's units already) count on their own. A CUSUM alarm counts when its
   detector passes the upward practical test.
@@ -150,24 +152,41 @@ class Practical:
 def practical_test(
     night: NightEvidence, levels: dict[str, float | None], settings: GateSettings
 ) -> Practical:
-    """Each detector's flag rate against its calibrated rate and its recent level."""
+    """Each detector's flag rate against its calibrated rate and, once that has drifted by
+    half a floor, its recent level (which the rate must then also clear by ``step_z``
+    standard errors of a night's rate)."""
     out: dict[str, dict[str, Any]] = {}
     for name, det in sorted(night.detectors.items()):
         expected = expected_flag_rate(det.tpr, det.n_calibration)
         recent = levels.get(name)
-        above = det.ood_rate - max(expected, recent if recent is not None else expected)
-        below = min(expected, recent if recent is not None else expected) - det.ood_rate
+        rate = det.ood_rate
+        drifted_up = recent is not None and recent - expected >= settings.min_excess_rate / 2
+        drifted_down = recent is not None and expected - recent >= settings.min_deficit_rate / 2
+        base_up = recent if drifted_up and recent is not None else expected
+        base_down = recent if drifted_down and recent is not None else expected
+        se = float(np.sqrt(base_up * (1 - base_up) / max(det.n_rows, 1)))
+        se_down = float(np.sqrt(base_down * (1 - base_down) / max(det.n_rows, 1)))
+        floor_up = settings.min_excess_rate
+        floor_down = settings.min_deficit_rate
+        if drifted_up:
+            floor_up = max(floor_up, settings.step_z * se)
+        if drifted_down:
+            floor_down = max(floor_down, settings.step_z * se_down)
+        above = min(rate - expected, rate - base_up)
+        below = min(expected - rate, base_down - rate)
         out[name] = {
-            "rate": det.ood_rate,
+            "rate": rate,
             "expected": expected,
             "recent": recent,
-            "excess": det.ood_rate - expected,
+            "excess": rate - expected,
             "above_both": above,
             "below_both": below,
             "min_excess": settings.min_excess_rate,
             "min_deficit": settings.min_deficit_rate,
-            "up": above >= settings.min_excess_rate,
-            "down": below >= settings.min_deficit_rate,
+            "floor_up": floor_up,
+            "floor_down": floor_down,
+            "up": rate - expected >= settings.min_excess_rate and rate - base_up >= floor_up,
+            "down": expected - rate >= settings.min_deficit_rate and base_down - rate >= floor_down,
         }
     return Practical(out)
 
@@ -206,11 +225,11 @@ def points_moved(moved: dict[str, Any] | None, test: str) -> str:
     if test == DEFICIT_TEST:
         return (
             f"rate {moved['rate']:.1%} is {moved['below_both'] * 100:.1f} points below its "
-            f"calibrated and recent rates, floor {moved['min_deficit'] * 100:g}"
+            f"calibrated and recent rates, floor {moved.get('floor_down', moved['min_deficit']) * 100:.2g}"
         )
     return (
         f"rate {moved['rate']:.1%} is {moved['above_both'] * 100:.1f} points above its "
-        f"calibrated and recent rates, floor {moved['min_excess'] * 100:g}"
+        f"calibrated and recent rates, floor {moved.get('floor_up', moved['min_excess']) * 100:.2g}"
     )
 
 
