@@ -5,9 +5,12 @@ slow drift does not change and a 5-night episode that costs accuracy:
 
 * **tabular** — 8 Gaussian inputs, 3 classes from a fixed random two-layer
   network of the inputs, a small torch MLP (embedding: its last hidden layer).
-  Slow drift: x0's mean creeps by +0.6 sd and x1's by -0.4 sd over the nights.
-  Episode (nights ``EPISODE``): a faulty feed adds Gaussian noise (sd 1.2) to every
-  input of 35% of rows; their labels stay those of the clean rows.
+  Slow drift: x0's mean creeps by +0.6 sd and x1's by -0.4 sd over the nights;
+  x0 and x1 matter little to the label (their weights in the true network are
+  scaled by 0.2), so accuracy stays put. Episode (nights ``EPISODE``): a faulty feed
+  puts x2..x5 off by +3 sd on 35% of rows; their labels stay those of the clean rows.
+  (Noise on every input, or permuted inputs, cost as much accuracy but leave this
+  model's KNN and energy flag rates within a point: no OOD detector sees them here.)
 * **digits** — the shared digits setting (:mod:`drift.digits`, the demo's model,
   600-row nights drawn from held-out rows, thresholds on the held-out calibration
   split). Slow drift: two central pixels' means creep by +0.5 sd. Episode: 40% of
@@ -111,6 +114,7 @@ def tabular_world(seed: int = 0) -> World:
     rng = np.random.default_rng(seed)
     d, k = 8, 3
     a, w = rng.normal(size=(d, 16)), rng.normal(size=(16, k))
+    a[:2] *= 0.2  # the creeping inputs matter little to the label: accuracy stays put
 
     def label(x: np.ndarray) -> np.ndarray:
         return np.tanh(x @ a).dot(w).argmax(1)
@@ -137,9 +141,9 @@ def tabular_world(seed: int = 0) -> World:
         x[:, 0] += 0.6 * t / NIGHTS
         x[:, 1] -= 0.4 * t / NIGHTS
         y = label(x)
-        if episode:  # a faulty upstream feed: noisy inputs, the truth still the clean rows'
+        if episode:  # a faulty upstream feed: four inputs off by 3 sd, the truth the clean rows'
             moved = r.random(len(x)) < 0.35
-            x[moved] += r.normal(0.0, 1.2, size=(int(moved.sum()), d))
+            x[np.ix_(moved, [2, 3, 4, 5])] += 3.0
         return x.astype(np.float32), y
 
     columns = [f"x{i}" for i in range(d)]

@@ -58,7 +58,7 @@ class GateSettings(BaseModel):
     practical_tests: tuple[str, ...] = ("class_mix", "accuracy_drop")
     #: once a detector's recent level has drifted by half a floor, a night must step away
     #: from it by this many standard errors of its rate too (sampling noise is no step)
-    step_z: float = Field(3.0, ge=0.0)
+    step_z: float = Field(4.0, ge=0.0)
     #: a detector's recent level: the median of its rates on the last ``gradual_w`` quiet
     #: nights that lie at least ``recent_lag`` nights back
     recent_lag: int = Field(7, ge=1)
