@@ -381,6 +381,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _save(result: dict, started: float) -> None:
+    result["targets"] = targets(result)
+    result["runtime_seconds"] = round(time.perf_counter() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -408,12 +415,10 @@ def main() -> None:
         built[name] = worlds[name](args.seed)
         result["streams"][name] = stream(built[name], args.peer_python, args.peer_path, args.seed)
         print(name, json.dumps(result["streams"][name]["tools"]), file=sys.stderr)
+        _save(result, started)  # each stream as soon as it is done
     if args.quiet_nights:
         result["quiet_demo"] = quiet_demo(built.get("digits") or digits_world(args.seed), args.quiet_nights, args.seed)
-    result["targets"] = targets(result)
-    result["runtime_seconds"] = round(time.perf_counter() - started, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str))
+    _save(result, started)
     print(markdown(result))
     print(json.dumps(result["targets"], indent=2))
     print(f"runtime {result['runtime_seconds']} s")

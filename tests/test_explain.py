@@ -100,8 +100,8 @@ def test_stored_evidence_fields_mean_what_they_say(world: World) -> None:
             assert "act" not in t
             passes = t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"]
             assert t["moved"] == passes, t
-            # decisive: in the act family and past both bars, nothing else
-            assert t["decisive"] == (t["in_act_family"] and passes), t
+            # decisive: in the act family, past both bars and the practical test, nothing else
+            assert t["decisive"] == (t["in_act_family"] and passes and t["practical"]), t
             if t["in_act_family"]:
                 assert t["bar"] == pytest.approx(evidence["alpha"] / evidence["family_size"])
         # the gate's list of decisive tests ("test:detector", or "test" for batch-level ones)
@@ -118,7 +118,10 @@ def test_reasons_are_readable_and_name_moved_columns(world: World) -> None:
     for reason in confirm["reasons"]:
         assert any(
             words in reason
-            for words in ("below its bar", "alarm level", "nights significant", "columns moved")
+            for words in (
+                "below its bar", "alarm level", "nights significant", "columns moved",
+                "not the practical test", "far BELOW",
+            )
         ), reason
     alarms = [r for r in confirm["reasons"] if r.startswith("CUSUM")]
     assert all("crossed its alarm level" in r and "log-likelihood ratio" in r for r in alarms)
