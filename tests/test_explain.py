@@ -172,8 +172,11 @@ def test_explain_shows_the_statistical_and_the_practical_test(world: World) -> N
     assert any(line.strip().startswith("PASSES (above)") for line in novel.lines())
     assert novel.kind == "shift"
     clean = explain_night(world.settings, world.monitor, CLEAN[0])
-    if clean.verdict == "ok":
-        assert not any(d["up"] or d["down"] for d in clean.practical)
+    if clean.verdict == "ok":  # a night needs both tests: none passed both
+        assert not any(t["decisive"] for t in clean.tests)
+        for d in clean.practical:  # the monitor's first night: no recent level yet
+            assert d["recent"] is None
+            assert d["up"] == (d["rate"] - d["expected"] >= d["min_excess"])
         assert "gradual: 0 of the last" in "\n".join(clean.lines())
 
 
