@@ -92,3 +92,9 @@ def test_an_input_only_shift_opens_an_input_event(fitted, tmp_path) -> None:
     explanation = explain_night(settings, monitor, date.fromisoformat(first["batch_date"]))
     assert explanation.kind == "input" and column in explanation.input_columns
     assert any(column in line for line in explanation.lines() if line.startswith("input drift"))
+    # the report's event section: its kind and the reason naming the column
+    from drift.report import build_report
+
+    report = build_report(settings, monitor)
+    (view,) = [e for e in report.data.events if e.kind == "input"]
+    assert any("input drift" in r and column in r for r in view.reasons)
