@@ -31,6 +31,13 @@ Lifecycle
 * **Shift type**: the type the event's nights agree on (:func:`agreed_type`;
   ``unknown`` when they disagree), until feedback labels fix it
   (:func:`typed_by_labels`); after that the nights no longer change it.
+* **Kinds** (``kind``, :class:`~drift.status.EventKind`): ``shift`` events follow
+  the lifecycle above. ``input`` (columns moved, OOD rates did not) and
+  ``gradual`` (a small level change that persists) are *advisory* warnings: never
+  confirmed, never adapted; one open advisory event per monitor at a time (an
+  open ``input`` event becomes ``gradual`` when the gradual rule fires), beside
+  the monitor's open shift event; it expires after ``advisory_expire_after``
+  nights without an input or gradual warning (the gate's ``gradual_w``).
 * Re-deciding a night is idempotent: a night already linked to an event
   updates that event in place, links are not duplicated and per-night evidence
   is keyed by date.
@@ -49,11 +56,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drift.gate import GateDecision
-from drift.status import CloseReason, EventStatus, ShiftType
+from drift.status import CloseReason, EventKind, EventStatus, ShiftType
 from drift.store import repo
 from drift.store.models import Batch, DriftEvent, DriftEventBatch, MonitoredModel
 
 OPEN_STATUSES = ("warning", "confirmed", "adapting")
+#: kinds of event that only warn (never confirmed, never adapted); one open at a time
+ADVISORY_KINDS = (EventKind.INPUT, EventKind.GRADUAL)
 #: every status an event can have
 STATUSES = tuple(EventStatus)
 #: allowed status changes; staying in the same status is always allowed (idempotent)
@@ -95,10 +104,16 @@ def get_event(
     return event
 
 
-def _open_event(session: Session, monitor_id: int) -> DriftEvent | None:
+def _open_event(
+    session: Session, monitor_id: int, kinds: tuple[str, ...] = (EventKind.SHIFT,)
+) -> DriftEvent | None:
     query = (
         select(DriftEvent)
-        .where(DriftEvent.monitor_id == monitor_id, DriftEvent.status.in_(OPEN_STATUSES))
+        .where(
+            DriftEvent.monitor_id == monitor_id,
+            DriftEvent.status.in_(OPEN_STATUSES),
+            DriftEvent.kind.in_(kinds),
+        )
         .order_by(DriftEvent.first_seen.desc(), DriftEvent.id.desc())
         .limit(1)
         .with_for_update()  # one decider at a time per monitor on Postgres; no-op on SQLite
@@ -120,6 +135,7 @@ def _event_of_batch(session: Session, monitor_id: int, batch_id: int) -> DriftEv
 def _night_summary(decision: GateDecision) -> dict[str, Any]:
     return {
         "verdict": decision.verdict,
+        "kind": decision.kind,
         "shift_type": decision.shift_type,
         "decisive": decision.evidence.get("decisive", []),
         "reasons": decision.reasons,
@@ -168,12 +184,16 @@ def record_decision(
     decision: GateDecision,
     *,
     expire_after: int = 3,
+    advisory_expire_after: int = 14,
 ) -> DriftEvent | None:
     """Record the gate's decision on ``batch``; return the event it belongs to, if any.
 
     Writes ``batch.verdict`` and ``batch.gate_state``; opens, extends or
     confirms an event on warn/confirm nights; on ok nights expires an open
-    warning after ``expire_after`` quiet nights and returns None. Idempotent for
+    warning after ``expire_after`` quiet nights and returns None. Warnings of kind
+    ``input`` / ``gradual`` (``decision.kind``) open or extend the monitor's advisory
+    event instead, which expires after ``advisory_expire_after`` nights without one
+    (``advisory_quiet_nights`` in the gate state). Idempotent for
     a night that is decided again with the same decision.
 
     Examples
@@ -199,20 +219,22 @@ def record_decision(
     night = batch.batch_date
     session.flush()
 
-    if decision.verdict == "ok":
-        event = _open_event(session, monitor_id)
-        quiet = int(decision.state.get("quiet_nights", 0))
-        if event is not None and event.status in ("warning", "confirmed") and quiet >= expire_after:
-            outcome = "expired" if event.status == "warning" else "receded"
-            event.status = "resolved"
-            event.resolved_at = datetime.now(UTC)
-            event.evidence = {**event.evidence, "resolution": f"{outcome} after {quiet} quiet nights"}
+    kind = decision.kind or (EventKind.SHIFT if decision.verdict != "ok" else None)
+    if kind != EventKind.SHIFT:
+        _expire(session, monitor_id, (EventKind.SHIFT,), "quiet_nights", expire_after, decision)
+    if kind not in ADVISORY_KINDS:
+        _expire(
+            session, monitor_id, ADVISORY_KINDS, "advisory_quiet_nights", advisory_expire_after, decision
+        )
+    if kind is None:
         return None
 
-    event = _event_of_batch(session, monitor_id, batch.id) or _open_event(session, monitor_id)
+    kinds = ADVISORY_KINDS if kind in ADVISORY_KINDS else (EventKind.SHIFT,)
+    event = _event_of_batch(session, monitor_id, batch.id) or _open_event(session, monitor_id, kinds)
     if event is None:
         event = DriftEvent(
             monitor_id=monitor_id,
+            kind=kind,
             status="warning",
             shift_type=decision.shift_type,
             first_seen=night,
@@ -228,6 +250,8 @@ def record_decision(
     event.first_seen = min(event.first_seen, night)
     nights = {**event.evidence.get("nights", {}), night.isoformat(): _night_summary(decision)}
     event.evidence = {**event.evidence, "first_seen": event.first_seen.isoformat(), "nights": nights}
+    if kind == EventKind.GRADUAL and event.kind != kind:  # an input event turned out gradual
+        event.kind = kind
     if decision.verdict == "confirm" and event.status == "warning":
         _confirm(event, night, decision)
     if event.status in ("warning", "confirmed") and not typed_by_labels(event):
@@ -235,6 +259,25 @@ def record_decision(
     _link(session, event, batch)
     session.flush()
     return event
+
+
+def _expire(
+    session: Session,
+    monitor_id: int,
+    kinds: tuple[str, ...],
+    counter: str,
+    after: int,
+    decision: GateDecision,
+) -> None:
+    """Resolve the open warning or confirmed event of ``kinds`` once the gate state's
+    ``counter`` of quiet nights reaches ``after``."""
+    event = _open_event(session, monitor_id, kinds)
+    quiet = int(decision.state.get(counter, 0))
+    if event is not None and event.status in ("warning", "confirmed") and quiet >= after:
+        outcome = "expired" if event.status == "warning" else "receded"
+        event.status = "resolved"
+        event.resolved_at = datetime.now(UTC)
+        event.evidence = {**event.evidence, "resolution": f"{outcome} after {quiet} quiet nights"}
 
 
 def set_event_status(session: Session, event_id: int, status: str) -> DriftEvent:

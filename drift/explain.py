@@ -65,9 +65,46 @@ class Explanation:
     #: the night's accuracy by method (cbpe, atc, realized: accuracy, low, high, n_rows),
     #: the reference accuracy and the gate's max_accuracy_drop; empty when none is stored
     performance: dict[str, Any] = field(default_factory=dict)
+    #: the event kind the night belongs to: shift | input | gradual (None: ok)
+    kind: str | None = None
+    #: the act-family tests that passed their bar and minimum effect (statistical test)
+    statistical: list[str] = field(default_factory=list)
+    #: per detector: its rate against its calibrated rate and recent level (practical test)
+    practical: list[dict[str, Any]] = field(default_factory=list)
+    #: the gradual rule's count of decisive-but-not-practical nights, and the input columns
+    gradual: dict[str, Any] = field(default_factory=dict)
+    input_columns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _two_tests(self) -> list[str]:
+        """The statistical and the practical test, and the rules built on them."""
+        if not self.practical:
+            return []  # a night decided before the practical test existed
+        stat = ", ".join(self.statistical) if self.statistical else "no test passed its bar"
+        out = [f"statistical test: {stat}"]
+        first = self.practical[0]
+        out.append(
+            f"practical test (a rate {first['min_excess'] * 100:g} points above, or "
+            f"{first['min_deficit'] * 100:g} below, both its calibrated rate and its recent level):"
+        )
+        for d in self.practical:
+            recent = f", {d['recent']:.1%} recently" if d["recent"] is not None else ""
+            verdict = "PASSES (above)" if d["up"] else "PASSES (below)" if d["down"] else "-"
+            out.append(
+                f"  {verdict:14s} {d['detector']}: {d['rate']:.1%} vs {d['expected']:.1%} "
+                f"calibrated{recent}: {d['above_both'] * 100:+.1f} points"
+            )
+        g = self.gradual
+        if g:
+            out.append(
+                f"gradual: {sum(g['history'])} of the last {len(g['history'])} nights decisive "
+                f"but below the practical floor (warns at {g['r']})"
+            )
+        if self.input_columns:
+            out.append(f"input drift (columns moved, OOD rates did not): {', '.join(self.input_columns)}")
+        return out
 
     def lines(self) -> list[str]:
         """The explanation in words, one finding a line."""
@@ -79,6 +116,8 @@ class Explanation:
             else "no test passed its bar, no CUSUM alarmed"
         )
         head = f"{self.monitor} {self.date}: {self.verdict.upper()} - {why}"
+        if self.kind and self.kind != "shift":
+            head += f"; {self.kind} warning"
         if self.shift_type:
             head += f"; {self.shift_type} shift"
         if self.event:
@@ -90,13 +129,15 @@ class Explanation:
                 f"{fmt(self.tests[0]['bar'])}):"
             )
         for t in self.tests:
-            mark = "DECISIVE" if t["decisive"] else "-"
+            small = t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"]
+            mark = "DECISIVE" if t["decisive"] else "SMALL" if small else "-"
             p_side = "<=" if t["p_value"] <= t["bar"] else ">"
             e_side = ">=" if t["effect_size"] >= t["min_effect"] else "<"
             out.append(
                 f"  {mark:8s} {_label(t)}: p={fmt(t['p_value'])} {p_side} {fmt(t['bar'])}, "
                 f"effect {fmt(t['effect_size'])} {e_side} minimum {fmt(t['min_effect'])}"
             )
+        out += self._two_tests()
         for c in self.cusum:
             side = "above" if c["alarm"] else "below"
             out.append(
@@ -282,6 +323,7 @@ def explain_night(settings: Settings, monitor: MonitorConfig, night: date) -> Ex
                 "bar": t["bar"],
                 "effect_size": t["effect_size"],
                 "min_effect": t["min_effect"],
+                "practical": bool(t.get("practical", True)),
                 "decisive": bool(t["decisive"]),
             }
             for t in act
@@ -297,4 +339,9 @@ def explain_night(settings: Settings, monitor: MonitorConfig, night: date) -> Ex
         detectors=detectors,
         columns=columns,
         performance=performance,
+        kind=evidence.get("kind"),
+        statistical=list(evidence.get("statistically_decisive", [])),
+        practical=[{"detector": name, **d} for name, d in sorted(evidence.get("practical", {}).items())],
+        gradual=evidence.get("gradual", {}),
+        input_columns=list(evidence.get("input", {}).get("columns", [])),
     )

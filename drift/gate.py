@@ -11,13 +11,16 @@ The rule (docs/methods.md §4):
 * **act family** — every detector's flag-count and score-distribution tests
   plus the batch-level embedding MMD and class-mix tests. Bonferroni across
   the family: a test is *decisive* when p <= alpha / (family size) **and** its
-  effect size reaches ``min_effect[test]`` (so a 50,000-row night does not
-  flag a trivial shift). The night is *significant* when any test is decisive.
-  Per-column tests are evidence for attribution only (BH inside
-  :func:`drift.stats.column_drift_tests`).
-* **WARN** on a significant night.
+  effect size reaches ``min_effect[test]``; the detectors' low side
+  (``flag_deficit``: far fewer flags than calibrated) is in the family too.
+  The night is *significant* when a decisive test also passes the
+  **practical test** (:mod:`drift.gate_rules`: the flag rate moved by
+  ``min_excess_rate`` points beyond its calibrated rate and its recent level).
+* **WARN** on a significant night (event kind ``shift``); a ``gradual`` warning
+  when nights keep being decisive but not practical; an ``input`` warning when
+  per-column tests moved at their share of the budget and the OOD rates did not.
 * **CONFIRM** when ``confirm_r`` of the last ``confirm_w`` nights were
-  significant, or when any detector's binomial CUSUM alarms.
+  significant, or when a detector's binomial CUSUM alarms with a practical move.
 * After a confirm the CUSUM sums and the r-of-w history are reset.
 * Each detector's CUSUM runs on its nightly flag count with in-control rate
   p0 = the ``cusum_null_quantile`` (0.99) quantile of the calibration's true
@@ -26,8 +29,8 @@ The rule (docs/methods.md §4):
 
 False-confirm budget. ``arl0_nights`` is the target for the whole gate: at most
 one false confirm per that many quiet nights. The r-of-w rule costs about
-C(w, r)·alpha^r per night (independent nights); the rest of the budget is
-split evenly across detectors' CUSUMs (Bonferroni), each simulated under the
+C(w, r)·alpha^r per night (independent nights), input events ``input_share``
+of it, gradual warnings a binomial tail; the rest is split evenly across detectors' CUSUMs (Bonferroni), each simulated under the
 beta-binomial null by :func:`drift.stats.cusum_threshold` at the night's size.
 Caveat: when a night is much larger than the calibration set, the calibration
 error is the same every night; an unluckily low threshold (probability about
@@ -43,11 +46,25 @@ from typing import Any
 
 import numpy as np
 
+from drift.gate_rules import (
+    DEFICIT_TEST,
+    below_nominal,
+    evidence_of_test,
+    fmt,
+    gradual_advice,
+    input_columns,
+    is_column_test,
+    is_decisive,
+    keep_rates,
+    own_level,
+    points_moved,
+    practical_test,
+    recent_levels,
+)
 from drift.gate_settings import GateSettings
 from drift.jsonsafe import json_safe
 from drift.stats import (
     BinomialCusum,
-    Correction,
     Signal,
     TestResult,
     cusum_threshold,
@@ -56,7 +73,19 @@ from drift.stats import (
     flag_rate_quantile,
     round_rows,
 )
-from drift.status import ShiftType, Verdict
+from drift.status import EventKind, ShiftType, Verdict
+
+__all__ = [
+    "DetectorNight",
+    "GateDecision",
+    "GateSettings",
+    "NightEvidence",
+    "decide",
+    "fmt",
+    "is_column_test",
+    "is_decisive",
+    "own_level",
+]
 
 STATE_VERSION = 1
 
@@ -98,6 +127,8 @@ class GateDecision:
     shift_type: ShiftType | None
     evidence: dict[str, Any]
     reasons: list[str]
+    #: the kind of event the night belongs to (None on an ok night)
+    kind: EventKind | None = None
 
 
 def _fresh_state() -> dict[str, Any]:
@@ -109,61 +140,14 @@ def _fresh_state() -> dict[str, Any]:
         "nights": 0,
         "nights_since_reset": 0,
         "quiet_nights": 0,  # consecutive non-significant nights (events expire warnings on it)
+        "rates": {},  # each detector's flag rates on recent quiet nights (its recent level)
+        "gradual_history": [],  # decisive-but-not-practical, the most recent nights
+        "advisory_quiet_nights": 0,  # consecutive nights without a gradual or input warning
     }
-
-
-def is_decisive(test: TestResult, level: float, settings: GateSettings) -> bool:
-    """Small enough p-value at ``level`` *and* an effect size of at least ``min_effect``."""
-    return test.p_value <= level and test.effect_size >= settings.min_effect.get(test.name, 0.0)
-
-
-def is_column_test(test: TestResult) -> bool:
-    """A per-column test: its p-value comes BH-adjusted across the night's columns."""
-    record = find(test.name)
-    return record is not None and record.correction is Correction.BH
-
-
-def own_level(test: TestResult, settings: GateSettings) -> float:
-    """The level a test is judged at on its own (its stored ``significant``): per-column
-    tests at the FDR ``column_fdr``, the rest raw at ``alpha``."""
-    return settings.column_fdr if is_column_test(test) else settings.alpha
-
-
-def fmt(value: float) -> str:
-    """A number as a person reads it: 3 significant digits, scientific only when tiny.
-
-    >>> fmt(0.000714), fmt(31.12), fmt(4.97e-09), fmt(0.0)
-    ('0.000714', '31.1', '5e-09', '0')
-    """
-    return "0" if value == 0 else f"{value:.3g}" if abs(value) >= 1e-4 else f"{value:.1g}"
 
 
 def _label(name: str, subject: str) -> str:
     return f"{name}[{subject}]" if subject else name
-
-
-def evidence_of_test(
-    test: TestResult, subject: str, level: float, settings: GateSettings, decisive: bool
-) -> dict[str, Any]:
-    """One test as the stored evidence shows it, with the bars it was judged against.
-
-    ``in_act_family``: the test takes part in the act/don't-act decision, judged at
-    ``bar`` (the Bonferroni level alpha / family size); ``decisive``: it passed both its
-    bar and ``min_effect`` and so made the night significant. Evidence-only tests carry
-    their own bar (BH ``column_fdr`` for per-column tests, else ``alpha``) and ``moved``:
-    whether they pass it; they are never decisive.
-    """
-    in_family = test.name in settings.act_tests
-    bar = level if in_family else own_level(test, settings)
-    return {
-        **test.as_dict(),
-        "subject": test.subject or subject,
-        "in_act_family": in_family,
-        "bar": bar,
-        "min_effect": settings.min_effect.get(test.name, 0.0),
-        "moved": is_decisive(test, bar, settings),
-        "decisive": decisive,
-    }
 
 
 #: moved input columns named in a night's reasons (the evidence lists them all)
@@ -255,12 +239,15 @@ def decide(
             f"{state['last_date']}; pass the state of the night before it"
         )
 
+    practical = practical_test(night, recent_levels(state["rates"], settings), settings)
     detector_tests = [(name, test) for name, det in night.detectors.items() for test in det.tests]
     act_family = [
         (name, test) for name, test in detector_tests if test.name in settings.act_tests
     ] + [("", test) for test in night.tests if test.name in settings.act_tests]
     level = settings.alpha / max(len(act_family), 1)
-    decisive = [(name, test) for name, test in act_family if is_decisive(test, level, settings)]
+    passed = [(name, test) for name, test in act_family if is_decisive(test, level, settings)]
+    # decisive: a small p-value, its minimum effect and the practical test
+    decisive = [(name, test) for name, test in passed if practical.passes(name, test, settings)]
     significant = bool(decisive)
 
     cusum_arl0 = settings.cusum_arl0(len(night.detectors))
@@ -283,14 +270,24 @@ def decide(
             "p0": p0,
             "p1": p1,
             "alarm": cusum.alarm(cusum_state[name]),
+            "practical": practical.up(name),
         }
         if cusum.alarm(cusum_state[name]):
             cusum_alarms.append(name)
+    practical_alarms = [name for name in cusum_alarms if practical.up(name)]
 
     history = (state["history"] + [significant])[-settings.confirm_w :]
     persistent = sum(history) >= settings.confirm_r
-    confirm = persistent or bool(cusum_alarms)
-    verdict = Verdict.CONFIRM if confirm else Verdict.WARN if significant else Verdict.OK
+    confirm = persistent or bool(practical_alarms)
+    shift = confirm or significant
+    small = not shift and bool(passed or cusum_alarms)  # statistically real, practically small
+    gradual_history = (state["gradual_history"] + [small])[-settings.gradual_w :]
+    gradual = not shift and sum(gradual_history) >= settings.gradual_r
+    inputs = [] if shift else input_columns(night, settings)
+    kind = (
+        EventKind.SHIFT if shift else EventKind.GRADUAL if gradual else EventKind.INPUT if inputs else None
+    )
+    verdict = Verdict.CONFIRM if confirm else Verdict.WARN if kind else Verdict.OK
 
     reasons = [
         f"{_label(test.name, subject)}: p={fmt(test.p_value)} below its bar {fmt(level)} "
@@ -298,10 +295,18 @@ def decide(
         f">= minimum {fmt(settings.min_effect.get(test.name, 0.0))}"
         for subject, test in decisive
     ]
+    reasons += [below_nominal(name, practical.detectors[name]) for name, t in decisive if t.name == DEFICIT_TEST]
+    reasons += [
+        f"{_label(test.name, subject)}: p={fmt(test.p_value)} passed its bar but not the practical "
+        f"test ({points_moved(practical.detectors.get(subject), test.name)})"
+        for subject, test in passed
+        if (subject, test) not in decisive
+    ]
     reasons += [
         f"CUSUM[{name}] {fmt(cusum_state[name])} crossed its alarm level "
         f"{fmt(cusum_evidence[name]['threshold'])} (log-likelihood ratio of flag rate "
         f"{cusum_evidence[name]['p1']:.1%} against {cusum_evidence[name]['p0']:.1%})"
+        + ("" if name in practical_alarms else "; below the practical floor, not counted")
         for name in cusum_alarms
     ]
     if persistent:
@@ -309,14 +314,21 @@ def decide(
             f"{sum(history)} of the last {len(history)} nights significant "
             f"(confirms at {settings.confirm_r} of {settings.confirm_w})"
         )
+    if gradual:
+        reasons.append(gradual_advice(practical, sum(gradual_history), settings))
+    if inputs:
+        reasons.append(
+            f"input drift: columns moved at the input level {fmt(settings.input_level())} "
+            f"while the OOD rates did not: {', '.join(dict.fromkeys(t.subject for t in inputs))}"
+        )
 
-    surged = {name for name, _ in decisive if name} | set(cusum_alarms)
+    surged = {name for name, t in decisive if name and t.name != DEFICIT_TEST} | set(practical_alarms)
     moved_columns = sorted(
         (t for t in night.tests if is_column_test(t) and is_decisive(t, settings.column_fdr, settings)),
         key=lambda t: (t.p_value, -t.effect_size),
     )
     columns_moved = list(dict.fromkeys(t.subject for t in moved_columns))
-    if verdict is not Verdict.OK and columns_moved:
+    if shift and columns_moved:
         shown = ", ".join(columns_moved[:MAX_COLUMNS_IN_REASON])
         more = len(columns_moved) - MAX_COLUMNS_IN_REASON
         reasons.append(
@@ -327,7 +339,7 @@ def decide(
     mix_moved = any(_signals(t, Signal.CLASS_MIX) for _, t in decisive)
     shift_type = (
         _classify_shift(surged, inputs_moved, mix_moved, _bulk_moved(night, surged))
-        if verdict is not Verdict.OK
+        if shift
         else None
     )
 
@@ -340,25 +352,38 @@ def decide(
         "nights": state["nights"] + 1,
         "nights_since_reset": 0 if confirm else state["nights_since_reset"] + 1,
         "quiet_nights": 0 if significant else state["quiet_nights"] + 1,
+        "rates": keep_rates(state["rates"], night, not shift, settings),
+        "gradual_history": gradual_history,
+        "advisory_quiet_nights": 0 if gradual or inputs else state["advisory_quiet_nights"] + 1,
     }
     evidence = {
         "batch_date": night.batch_date.isoformat(),
+        "kind": kind,
         "bonferroni_level": level,
         "family_size": len(act_family),
         "decisive": [f"{t.name}:{subject}" if subject else t.name for subject, t in decisive],
+        "statistically_decisive": [f"{t.name}:{s}" if s else t.name for s, t in passed],
         "alpha": settings.alpha,
         "column_fdr": settings.column_fdr,
         "tests": [
-            evidence_of_test(test, subject, level, settings, (subject, test) in decisive)
+            evidence_of_test(
+                test, subject, level, settings, (subject, test) in decisive,
+                practical.passes(subject, test, settings),
+            )
             for subject, test in detector_tests + [("", t) for t in night.tests]
         ],
         "cusum": cusum_evidence,
+        "practical": practical.detectors,
         "significant_history": history,
         "confirm_r": settings.confirm_r,
+        "gradual": {"history": gradual_history, "r": settings.gradual_r, "warning": gradual},
+        "input": {"level": settings.input_level(), "columns": [t.subject for t in inputs]},
         "columns_moved": columns_moved,
         "ood_rates": {name: det.ood_rate for name, det in night.detectors.items()},
     }
-    return GateDecision(verdict, significant, new_state, shift_type, json_safe(evidence), reasons)
+    return GateDecision(
+        verdict, significant, new_state, shift_type, json_safe(evidence), reasons, kind
+    )
 
 
 def _load_state(stored: dict[str, Any]) -> dict[str, Any]:

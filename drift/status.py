@@ -36,6 +36,17 @@ class ShiftType(StrEnum):
     UNKNOWN = "unknown"
 
 
+class EventKind(StrEnum):
+    """What an event is about (``drift_events.kind``, docs/methods.md §4: events that matter)."""
+
+    #: the OOD detectors (or the class mix) moved, decisively and by a practical margin
+    SHIFT = "shift"
+    #: input columns moved while the OOD rates did not (per-column tests)
+    INPUT = "input"
+    #: a small level change that persists for weeks: re-baseline, do not adapt
+    GRADUAL = "gradual"
+
+
 class BatchStatus(StrEnum):
     """A night's processing status (``batches.status``)."""
 

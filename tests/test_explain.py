@@ -100,8 +100,8 @@ def test_stored_evidence_fields_mean_what_they_say(world: World) -> None:
             assert "act" not in t
             passes = t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"]
             assert t["moved"] == passes, t
-            # decisive: in the act family and past both bars, nothing else
-            assert t["decisive"] == (t["in_act_family"] and passes), t
+            # decisive: in the act family, past both bars and the practical test, nothing else
+            assert t["decisive"] == (t["in_act_family"] and passes and t["practical"]), t
             if t["in_act_family"]:
                 assert t["bar"] == pytest.approx(evidence["alpha"] / evidence["family_size"])
         # the gate's list of decisive tests ("test:detector", or "test" for batch-level ones)
@@ -118,7 +118,10 @@ def test_reasons_are_readable_and_name_moved_columns(world: World) -> None:
     for reason in confirm["reasons"]:
         assert any(
             words in reason
-            for words in ("below its bar", "alarm level", "nights significant", "columns moved")
+            for words in (
+                "below its bar", "alarm level", "nights significant", "columns moved",
+                "not the practical test", "far BELOW",
+            )
         ), reason
     alarms = [r for r in confirm["reasons"] if r.startswith("CUSUM")]
     assert all("crossed its alarm level" in r and "log-likelihood ratio" in r for r in alarms)
@@ -137,8 +140,9 @@ def test_explain_puts_each_test_against_its_bar(world: World) -> None:
     explanation = explain_night(world.settings, world.monitor, NOVEL[1])
     assert explanation.verdict == "confirm" and explanation.event is not None
     assert explanation.tests[0]["decisive"]  # decisive first
-    for t in explanation.tests:
-        assert t["decisive"] == (t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"])
+    for t in explanation.tests:  # statistical bar, minimum effect and the practical test
+        passed = t["p_value"] <= t["bar"] and t["effect_size"] >= t["min_effect"]
+        assert t["decisive"] == (passed and t["practical"])
     assert {c["detector"] for c in explanation.cusum} == set(world.decisions[NOVEL[1]]["ood_rate"])
     moved = [d for d in explanation.detectors if d["moved"]]
     assert moved and all(d["ood_rate"] > d["expected_rate"] for d in moved)
@@ -154,6 +158,26 @@ def test_explain_puts_each_test_against_its_bar(world: World) -> None:
     assert covariate.columns and covariate.columns[0]["moved"]
     ps = [c["p_value"] for c in covariate.columns if c["moved"]]
     assert ps == sorted(ps)
+
+
+def test_explain_shows_the_statistical_and_the_practical_test(world: World) -> None:
+    from drift.explain import explain_night
+
+    novel = explain_night(world.settings, world.monitor, NOVEL[1])
+    text = "\n".join(novel.lines())
+    assert "statistical test: flag_count:" in text
+    assert "practical test (a rate 1 points above, or 3 below" in text
+    moved = [d for d in novel.practical if d["up"]]
+    assert moved and all(d["rate"] - d["expected"] >= d["min_excess"] for d in moved)
+    assert any(line.strip().startswith("PASSES (above)") for line in novel.lines())
+    assert novel.kind == "shift"
+    clean = explain_night(world.settings, world.monitor, CLEAN[0])
+    if clean.verdict == "ok":  # a night needs both tests: none passed both
+        assert not any(t["decisive"] for t in clean.tests)
+        for d in clean.practical:  # the monitor's first night: no recent level yet
+            assert d["recent"] is None
+            assert d["up"] == (d["rate"] - d["expected"] >= d["min_excess"])
+        assert "gradual: 0 of the last" in "\n".join(clean.lines())
 
 
 def test_explain_re_decides_a_night_stored_without_evidence(world: World) -> None:

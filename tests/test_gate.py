@@ -105,8 +105,9 @@ def test_restart_from_stored_json_state_decides_identically() -> None:
 
 def test_two_of_three_confirms_and_resets() -> None:
     def night(day: int, p_value: float) -> NightEvidence:
-        test = TestResult("flag_count", 0.0, p_value, 0.2, subject="knn")
-        return NightEvidence(START + timedelta(days=day), {"knn": DetectorNight(1000, 50, M, TPR, [test])})
+        test = TestResult("flag_count", 0.0, p_value, 0.1, subject="knn")
+        flagged = 150 if p_value < 0.01 else 50  # the rate the effect says: 15% vs 5%
+        return NightEvidence(START + timedelta(days=day), {"knn": DetectorNight(1000, flagged, M, TPR, [test])})
 
     settings = GateSettings(cusum_rate=0.5)  # keep the CUSUM out of this
     verdicts = [d.verdict for d in run(settings, [night(t, p) for t, p in enumerate([1e-6, 0.5, 1e-6, 1e-6])])]

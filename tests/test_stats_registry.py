@@ -33,6 +33,7 @@ def test_gate_defaults_come_from_the_records() -> None:
     assert settings.min_effect == {
         "flag_count": 0.01,
         "score_distribution": 0.05,
+        "flag_deficit": 0.01,
         "mmd": 0.0,
         "mmd_linear": 0.0,
         "column_ks": 0.1,
@@ -42,6 +43,7 @@ def test_gate_defaults_come_from_the_records() -> None:
     }
     assert set(settings.act_tests) == {
         "flag_count",
+        "flag_deficit",
         "score_distribution",
         "mmd",
         "mmd_linear",
@@ -86,17 +88,23 @@ def test_adding_a_statistic_is_one_function_and_one_registration(scratch_registr
 
     rng = np.random.default_rng(0)
     calibration = rng.normal(size=1000)
-    quiet = DetectorSample("knn", rng.normal(size=500), 25, calibration, 0.95)
-    moved = DetectorSample("knn", rng.normal(1.0, 1.0, size=500), 25, calibration, 0.95)
+    threshold = np.quantile(calibration, 0.95)
+
+    def sample(scores: np.ndarray) -> DetectorSample:  # flags what the threshold flags
+        return DetectorSample("knn", scores, int((scores > threshold).sum()), calibration, 0.95)
+
+    quiet, moved = sample(rng.normal(size=500)), sample(rng.normal(1.0, 1.0, size=500))
 
     def night(day: int, sample: DetectorSample) -> NightEvidence:
         tests = [t for compute in stats.computes(Scope.DETECTOR) for t in compute(sample)]
         detector = DetectorNight(len(sample.scores), sample.n_flagged, 1000, 0.95, tests)
         return NightEvidence(date(2024, 1, day), {"knn": detector})
 
+    settings = GateSettings(cusum_rate=0.9)  # keep the CUSUM out of this
     calm = decide(settings, None, night(1, quiet))
     assert calm.verdict is Verdict.OK
-    assert calm.evidence["family_size"] == 3  # flag_count, score_distribution, score_mean
+    # flag_count, score_distribution, flag_deficit, score_mean
+    assert calm.evidence["family_size"] == 4
     warned = decide(settings, calm.state, night(2, moved))
     assert warned.verdict is Verdict.WARN
     assert "score_mean:knn" in warned.evidence["decisive"]

@@ -32,7 +32,7 @@ def empty_url(request, tmp_path):
 
 def test_migrations_upgrade_downgrade_round_trip(empty_url):
     upgrade(empty_url)
-    assert current_revision(empty_url) == "0004_perf"
+    assert current_revision(empty_url) == "0006_gate"
     inspector = inspect(get_engine(empty_url))
     assert TABLES <= set(inspector.get_table_names())
     assert VIEWS <= set(inspector.get_view_names())
@@ -43,7 +43,7 @@ def test_migrations_upgrade_downgrade_round_trip(empty_url):
     assert current_revision(empty_url) is None
 
     upgrade(empty_url)  # and back up again
-    assert current_revision(empty_url) == "0004_perf"
+    assert current_revision(empty_url) == "0006_gate"
 
 
 def test_models_and_migrations_agree(db_url):

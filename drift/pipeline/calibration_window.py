@@ -47,7 +47,7 @@ from drift.pipeline.artifacts import (
     scores_dir,
 )
 from drift.pipeline.results import FitResult, Manifest
-from drift.status import BatchStatus, CloseReason, EventStatus
+from drift.status import BatchStatus, CloseReason, EventKind, EventStatus
 from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.models import Batch, DriftEvent, ModelVersion
@@ -70,13 +70,15 @@ def event_conflict(session: Session, monitor_id: int, window: CalibrationWindow)
     """Why the window cannot be declared clean: it overlaps a drift event that was
     confirmed (whatever its status now) or is an open warning; None when it does not.
     An event a person closed as a false alarm does not count: its nights were clean
-    (typically the nights that in-sample thresholds flagged)."""
+    (typically the nights that in-sample thresholds flagged), and neither does an
+    ``input`` or ``gradual`` warning: re-baselining on such nights is what it advises."""
     event = session.scalars(
         select(DriftEvent)
         .where(
             DriftEvent.monitor_id == monitor_id,
             DriftEvent.first_seen <= window.end,
             DriftEvent.last_seen >= window.start,
+            DriftEvent.kind == EventKind.SHIFT,
             or_(DriftEvent.confirmed_on.is_not(None), DriftEvent.status == EventStatus.WARNING),
             or_(DriftEvent.closed_as.is_(None), DriftEvent.closed_as != CloseReason.FALSE_ALARM),
         )

@@ -313,7 +313,10 @@ def _decide_night(
         previous = None
     evidence = night_evidence(session, batch, batch_date)
     decision = gate.decide(monitor.gate, previous.gate_state if previous else None, evidence)
-    event = events.record_decision(session, monitor_id, batch, decision)  # sets verdict, gate_state
+    # sets verdict, gate_state; gradual / input warnings expire after gradual_w quiet nights
+    event = events.record_decision(
+        session, monitor_id, batch, decision, advisory_expire_after=monitor.gate.gradual_w
+    )
     batch.status = BatchStatus.SUCCEEDED
     batch.error = None
     batch.finished_at = utcnow()

@@ -32,6 +32,8 @@ class EventView:
     resolution: str | None
     #: what a person did: "acknowledged by …", "closed as false-alarm by …: note"
     actions: list[str]
+    #: shift | input | gradual (an input event's reasons name its columns)
+    kind: str = "shift"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def event_view(session: Session, event: DriftEvent) -> EventView:
         reasons=list(reasons),
         resolution=event.evidence.get("resolution"),
         actions=_person_actions(event),
+        kind=event.kind,
     )
 
 

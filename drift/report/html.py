@@ -193,10 +193,11 @@ def _columns_section(data: ReportData, figures: dict[str, bytes]) -> str:
 
 def _event_section(event: EventView) -> str:
     facts = _table(
-        ["status", "shift type", "first seen", "confirmed on", "last seen", "nights"],
+        ["status", "kind", "shift type", "first seen", "confirmed on", "last seen", "nights"],
         [
             [
                 _badge(event.status),
+                event.kind,
                 event.shift_type or "–",
                 event.first_seen.isoformat(),
                 event.confirmed_on.isoformat() if event.confirmed_on else "–",

@@ -15,6 +15,8 @@ What is here (docs/methods.md §3):
   OOD-flag count against the beta-binomial null of a conformal threshold
   fitted on ``m`` rows) and :func:`score_distribution_test` (one-sided
   two-sample KS of the night's scores against the calibration scores);
+* :mod:`~drift.stats.deficit` — :func:`flag_deficit_test`, the low side of the
+  flag count (far fewer flags than calibrated: overconfidence under shift);
 * :mod:`~drift.stats.mmd` — :func:`mmd_test`, a kernel two-sample test on
   embeddings with a pooled permutation null, blockwise in torch (or the
   linear-time estimator);
@@ -39,6 +41,7 @@ from drift.stats.conformal import (
     flag_rate_quantile,
     score_distribution_test,
 )
+from drift.stats.deficit import flag_deficit_test
 from drift.stats.mmd import median_bandwidth, mmd_test
 from drift.stats.columns import column_drift_tests
 from drift.stats.class_mix import class_mix_test
@@ -88,6 +91,7 @@ __all__ = [
     "expected_flag_rate",
     "find",
     "flag_count_test",
+    "flag_deficit_test",
     "flag_rate_quantile",
     "median_bandwidth",
     "mmd_test",

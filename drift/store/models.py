@@ -151,6 +151,8 @@ class DriftEvent(Base):
     status: Mapped[str] = mapped_column(String(20), default="warning")
     #: covariate | semantic | prior | unknown (mixed: typed before unknown existed; None until known)
     shift_type: Mapped[str | None] = mapped_column(String(20), default=None)
+    #: shift | input | gradual (drift.status.EventKind): what the event is about
+    kind: Mapped[str] = mapped_column(String(20), default="shift", server_default="shift")
     first_seen: Mapped[date] = mapped_column(Date)
     last_seen: Mapped[date] = mapped_column(Date)
     confirmed_on: Mapped[date | None] = mapped_column(Date, default=None)
