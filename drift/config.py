@@ -241,6 +241,8 @@ class AdaptationSettings(_Strict):
     meta_iterations: int = Field(default=150, ge=1)
     inner_steps: int = Field(default=5, ge=1)
     inner_lr: float = Field(default=0.02, gt=0)
+    #: parameter budget of an EAR adaptor: the NAS proxy's best candidate within it is trained
+    ear_max_params: int = Field(default=50_000, ge=1)
     #: the candidate may lose at most this much accuracy on old-domain rows
     max_old_domain_drop: float = Field(default=0.02, ge=0)
 
