@@ -112,6 +112,7 @@ def ear(rows: TrainingRows) -> Trained:
     from torch import nn
 
     from drift.adapt import EARModel, export_ear, export_module
+    from drift.detectors.hdc import HDCDetector
 
     cfg, monitor = rows.monitor.adaptation, rows.monitor
     state = rows.active.path / EAR_STATE
@@ -123,12 +124,13 @@ def ear(rows: TrainingRows) -> Trained:
         from drift.embed import load_module
 
         base = cast(nn.Module, load_module(rows.active.model_spec(monitor.model)))
-        hdc = next((d.params for d in monitor.detectors if d.name == "hdc"), {})
+        # with an HDC detector configured, EAR's hypervectors are built as that detector's
+        hdc = next((HDCDetector(**d.params) for d in monitor.detectors if d.name == "hdc"), None)
         model = EARModel(
             base,
             max_params=cfg.ear_max_params,
-            hdc_dim=hdc.get("dim", 4096),
-            seed=hdc.get("seed", 0),
+            hdc_dim=4096 if hdc is None else hdc.dim,
+            seed=0 if hdc is None else hdc.seed,
         ).fit(*rows.xy(rows.reference))
         base_file = export_module(base, _tensor(x), rows.folder / _EAR_BASE)
     model.add_domain(x, y, f"event-{rows.event_id}")
