@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from drift.cli.app import (
@@ -57,11 +58,18 @@ def report(
 def demo(
     nights: Annotated[int, typer.Option(help="Nights to simulate.")] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 0,
+    adaptation: Annotated[
+        str,
+        typer.Option(
+            click_type=click.Choice(["auto", "mol", "ear", "finetune"]),
+            help="adaptation.method for the run: auto trains every method and promotes the best.",
+        ),
+    ] = "auto",
 ) -> None:
     """Simulate a production model on scikit-learn digits and run every night through the pipeline.
 
-    Example: `DRIFT_HOME=/tmp/demo drift demo`
+    Example: `DRIFT_HOME=/tmp/demo drift demo --adaptation ear`
     """
     from drift.demo import run_demo
 
-    run_demo(Settings(), nights=nights, seed=seed, console=console)
+    run_demo(Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation)
