@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from drift.cli.app import (
@@ -54,17 +54,23 @@ def report(
     )
 
 
+class AdaptationMethod(StrEnum):
+    """The values of ``adaptation.method`` (drift/config.py)."""
+
+    AUTO = "auto"
+    MOL = "mol"
+    EAR = "ear"
+    FINETUNE = "finetune"
+
+
 @app.command()
 def demo(
     nights: Annotated[int, typer.Option(help="Nights to simulate.")] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 0,
     adaptation: Annotated[
-        str,
-        typer.Option(
-            click_type=click.Choice(["auto", "mol", "ear", "finetune"]),
-            help="adaptation.method for the run: auto trains every method and promotes the best.",
-        ),
-    ] = "auto",
+        AdaptationMethod,
+        typer.Option(help="adaptation.method for the run: auto trains every method and promotes the best."),
+    ] = AdaptationMethod.AUTO,
 ) -> None:
     """Simulate a production model on scikit-learn digits and run every night through the pipeline.
 
@@ -72,4 +78,4 @@ def demo(
     """
     from drift.demo import run_demo
 
-    run_demo(Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation)
+    run_demo(Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation.value)
