@@ -223,6 +223,11 @@ class DetectorSpec(_Strict):
 
 #: model formats whose parameters adaptation can train and export again
 TRAINABLE_FORMATS = ("export", "entrypoint")
+#: what to do about a model format adaptation cannot train
+UNTRAINABLE_FIX = {
+    "torchscript": "export the model with torch.export (format: export) or give an entrypoint",
+    "precomputed": "precomputed features have no model to train; give the model (export or entrypoint)",
+}
 
 
 class AdaptationSettings(_Strict):
@@ -276,12 +281,9 @@ class MonitorConfig(_Strict):
         if self.adaptation.enabled is None:
             self.adaptation.enabled = trainable
         elif self.adaptation.enabled and not trainable:
-            fix = {
-                "torchscript": "export the model with torch.export (format: export) or give an entrypoint",
-                "precomputed": "precomputed features have no model to train; give the model (export or entrypoint)",
-            }[self.model.format]
             raise ValueError(
-                f"adaptation.enabled is true but a {self.model.format} model cannot be adapted: {fix}"
+                f"adaptation.enabled is true but a {self.model.format} model cannot be adapted: "
+                f"{UNTRAINABLE_FIX[self.model.format]}"
             )
         return self
 

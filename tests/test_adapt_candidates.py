@@ -159,3 +159,30 @@ def test_rolling_back_an_ear_version_removes_its_adaptor(world):
     with session_scope(settings.db_url) as session:
         batch = session.scalars(select(Batch).where(Batch.batch_date == NEXT_QUIET_NIGHT)).one()
         assert session.get(ModelVersion, batch.model_version_id).version == rolled
+
+
+def test_fit_of_a_torchscript_model_says_adaptation_is_off_and_how_to_fix_it(tmp_path, demo_world, sqlite_url):
+    import os
+    import subprocess
+    import sys
+
+    from drift.config import Settings
+    from drift.digits import DigitsNet
+
+    scripted = tmp_path / "model.ts"
+    torch.jit.trace(DigitsNet(n_classes=8).eval(), torch.zeros(2, 64)).save(str(scripted))
+    shipped = Settings().config_path.read_text()
+    config = tmp_path / "monitors.yaml"
+    config.write_text(
+        shipped.replace("base_dir: ${DRIFT_HOME}/demo", f"base_dir: {demo_world / 'demo'}")
+        .replace("format: export", "format: torchscript")
+        .replace("path: model.pt2", f"path: {scripted}")
+    )
+    env = {**os.environ, "DRIFT_HOME": str(tmp_path / "home"), "DRIFT_DATABASE_URL": sqlite_url, "DRIFT_CONFIG": str(config)}
+    fit = subprocess.run([sys.executable, "-m", "drift.cli", "fit"], env=env, capture_output=True, text=True, timeout=600)
+    assert fit.returncode == 0, fit.stderr
+    (line,) = [line for line in fit.stdout.splitlines() if "adaptation" in line]
+    assert line.strip() == (
+        "adaptation is off: a torchscript model cannot be trained again - "
+        "export the model with torch.export (format: export) or give an entrypoint"
+    )
