@@ -244,6 +244,7 @@ def main() -> None:
         for policy in args.policies:
             t0 = time.perf_counter()
             per_seed[seed][policy] = run_policy(world, seed, policy, script, truth, args)
+            write_results(args, per_seed, time.perf_counter() - started)
             r = per_seed[seed][policy]
             print(
                 f"seed {seed} {policy:8s} shifted {r['mean_shifted_accuracy']:.3f} "
@@ -269,7 +270,7 @@ def write_results(args: argparse.Namespace, per_seed: dict[int, dict[str, Any]],
                 "min_labels": args.min_labels,
                 "shifts": [f"{k}-{s}" for k, s in SHIFTS],
                 "unseen_by_meta_training": UNSEEN,
-                "seeds": list(per_seed),
+                "seeds": [s for s in per_seed if len(per_seed[s]) == len(args.policies)],
                 "seconds": seconds,
                 "summary": summary,
                 "per_seed": per_seed,
@@ -282,8 +283,10 @@ def write_results(args: argparse.Namespace, per_seed: dict[int, dict[str, Any]],
 
 
 def summarise(per_seed: dict[int, dict[str, Any]], policies: list[str]) -> dict[str, Any]:
-    """Means over seeds per policy, and the targets of issue 12 checked per seed."""
-    seeds = list(per_seed)
+    """Means over the seeds run for every policy, and the targets of issue 12 checked per seed."""
+    seeds = [s for s in per_seed if all(p in per_seed[s] for p in policies)]
+    if not seeds:
+        return {}
 
     def mean(policy: str, key: str) -> float | None:
         values = [per_seed[s][policy][key] for s in seeds if per_seed[s][policy].get(key) is not None]

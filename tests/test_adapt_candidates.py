@@ -89,7 +89,7 @@ def test_auto_trains_every_candidate_records_each_and_promotes_the_best(world):
     # the event's labelled rows joined MOL's pool; meta-training uses them, from the active model
     tasks = sorted(pipeline.meta_tasks_dir(settings, monitor).glob("*.parquet"))
     assert [t.name for t in tasks] == [f"event-{event_id}.parquet"]
-    assert len(pd.read_parquet(tasks[0])) == len(pd.read_parquet(result["validation_path"])) + result["n_support"]
+    assert len(pd.read_parquet(tasks[0])) == result["n_support"]  # the support rows: never validated on
     meta = pipeline.meta_train(settings, _with_adaptation(monitor, meta_iterations=4))
     assert meta["n_real_tasks"] == 1
     manifest = json.loads((Path(meta["path"]) / "manifest.json").read_text())

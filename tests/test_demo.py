@@ -69,7 +69,7 @@ def test_demo_adapts_with_ear_and_names_it(tmp_path, monkeypatch):
     monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
     monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
     out = io.StringIO()
-    run_demo(Settings(), nights=18, adaptation="ear", console=Console(file=out, width=300))  # to the occlusion
+    run_demo(Settings(), nights=16, adaptation="ear", console=Console(file=out, width=300))  # to the occlusion
     with session_scope(Settings().db_url) as session:
         (adaptation,) = session.scalars(select(Adaptation))
         assert adaptation.method == "ear" and adaptation.status == "promoted"

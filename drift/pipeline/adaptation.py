@@ -165,11 +165,11 @@ def _collect_rows(
 def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> Candidate:
     """Train the candidates of ``adaptation.method`` on the shifted nights' labelled rows.
 
-    The labelled rows are split in two: support (two thirds: trains every candidate
-    and joins the detector banks) and validation (judges the candidates, never
-    trained on). ``auto`` trains every applicable method, one candidate version
-    each (:mod:`drift.pipeline.candidates`). The labelled rows also join MOL's pool
-    of meta-training tasks. Novel classes cannot be learned by a fixed classifier:
+    The labelled rows are split in two by a hash of their values: support (about two
+    thirds: trains every candidate, joins the detector banks and MOL's pool of
+    meta-training tasks) and validation (judges the candidates, never trained on).
+    ``auto`` trains every applicable method, one candidate version each
+    (:mod:`drift.pipeline.candidates`). Novel classes cannot be learned by a fixed classifier:
     a semantic shift is left to a human.
     """
     from drift.pipeline.candidates import TrainingRows, applicable_methods, train_candidate
@@ -204,11 +204,11 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
 
     columns = monitor.source.input_columns
     labelled = labelled[[*columns, "label"]]
-    write_file(meta_tasks_dir(settings, monitor) / f"event-{event_id}.parquet", labelled.to_parquet)
-    order = np.random.default_rng(event_id).permutation(len(labelled))
-    n_validation = len(order) // 3
-    support = labelled.iloc[np.sort(order[n_validation:])]
-    validation = labelled.iloc[np.sort(order[:n_validation])]
+    # a row's side follows from its values, so a retry with more labels never validates on
+    # rows an earlier attempt (or MOL's meta-training on this event) trained on
+    held_out = pd.util.hash_pandas_object(labelled[columns], index=False).to_numpy() % 3 == 0
+    support, validation = labelled[~held_out], labelled[held_out]
+    write_file(meta_tasks_dir(settings, monitor) / f"event-{event_id}.parquet", support.to_parquet)
     folder = adapt_dir(settings, monitor, event_id)
     write_file(folder / "validation.parquet", validation.to_parquet)
 
