@@ -65,6 +65,10 @@ def seen_corruptions() -> ShiftFn:
     return digits.random_corruption(kinds=[k for k in digits.CORRUPTIONS if k != UNSEEN])
 
 
+def _shift_name(night: Night) -> str:
+    return "clean" if night.kind == "clean" else f"{night.corruption}-{int(night.strength)}"
+
+
 def stream_script(nights: int) -> list[Night]:
     lead = max(4, nights // 8)
     span = (nights - lead) // len(SHIFTS)
@@ -133,7 +137,7 @@ def run_policy(
     landing = world / "demo" / "landing"
     nightly: list[dict[str, Any]] = []
     adaptations: list[dict[str, Any]] = []
-    pending: list[tuple[int, str, int]] = []  # event, shift, labelled rows needed
+    pending: list[tuple[int, int]] = []  # event, labelled rows needed
     domain_of: dict[str, str] = {}  # EAR domain name -> shift
     ear_history: list[dict[str, float]] = []
     for i, night in enumerate(script):
@@ -153,20 +157,20 @@ def run_policy(
             }
         )
         if decision["newly_confirmed"] and decision["event_id"] is not None:
-            shift = "clean" if night.kind == "clean" else f"{night.corruption}-{int(night.strength)}"
-            pending.append((decision["event_id"], shift, args.min_labels))
+            pending.append((decision["event_id"], args.min_labels))
         if policy == "none":
             continue
-        for event_id, shift, needed in list(pending):
+        for event_id, needed in list(pending):
             labelled = _labelled_rows_of(settings, event_id)
             if labelled < needed:
                 continue
-            pending.remove((event_id, shift, needed))
+            pending.remove((event_id, needed))
+            shift = _shift_name(night)  # what the rows are now (an event may start on a clean night)
             started = time.perf_counter()
             result = pipeline.adapt_for_event(settings, monitor, event_id)
             seconds = time.perf_counter() - started
             if not result["promoted"] and result.get("candidates"):  # retried with more labels
-                pending.append((event_id, shift, labelled + args.min_labels))
+                pending.append((event_id, labelled + args.min_labels))
             adaptations.append(
                 {
                     "night": i + 1,
@@ -186,7 +190,7 @@ def run_policy(
             ear = _ear_domains(settings, monitor)
             if result["promoted"] and result.get("method") == "ear" and ear is not None:
                 domain_of[ear.domain_names_[-1]] = shift
-                known = ["clean", *(domain_of[n] for n in ear.domain_names_[1:])]
+                known = list(dict.fromkeys(["clean", *(domain_of[n] for n in ear.domain_names_[1:])]))
                 ear_history.append(
                     {d: float((ear.predict(domain_sets[d]).argmax(1) == split.y_test).mean()) for d in known}
                 )
@@ -208,9 +212,14 @@ def run_policy(
     }
     ear = _ear_domains(settings, monitor)
     if ear is not None:
-        routes = {"clean": 0} | {shift: d for d, shift in enumerate(domain_of.values(), start=1)}
+        # a shift's rows are routed right when they go to a domain added for that shift
+        # (domain 0, the original head, for clean rows)
+        shift_of = ["clean", *(domain_of.get(n, "?") for n in ear.domain_names_[1:])]
+        result["ear_domains"] = shift_of
         result["ear_routing_accuracy"] = {
-            d: float((ear.route(domain_sets[d]) == index).mean()) for d, index in routes.items()
+            d: float(np.isin(ear.route(domain_sets[d]), [i for i, s in enumerate(shift_of) if s == d]).mean())
+            for d in dict.fromkeys(shift_of)
+            if d in domain_sets
         }
         result["ear_accuracy_after_each_domain"] = ear_history
         result["ear_max_loss_of_earlier_domain"] = max(
@@ -230,7 +239,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "adapt_stream.json")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="combine these results files (seeds run apart) into --out"
+    )
     args = parser.parse_args()
+    if args.merge:
+        runs = [json.loads(path.read_text()) for path in args.merge]
+        merged: dict[int, dict[str, Any]] = {}
+        for run in runs:  # later files' policies replace earlier ones'
+            for k, v in run["per_seed"].items():
+                merged.setdefault(int(k), {}).update(v)
+        args.nights, args.rows, args.min_labels = runs[0]["nights"], runs[0]["rows_per_night"], runs[0]["min_labels"]
+        print(json.dumps(write_results(args, merged, sum(r["seconds"] for r in runs)), indent=2))
+        return
     torch.set_num_threads(1)
     script = stream_script(args.nights)
     per_seed: dict[int, dict[str, Any]] = {}
