@@ -10,9 +10,9 @@ One DAG per monitor rather than one DAG on `asset_a | asset_b | ...`: each
 model's adaptations have their own run history and failures, one model's long
 adaptation never queues another's, and `max_active_runs=1` serialises exactly
 what must be serial, the promotions of one model's versions. Events that arrive
-while a run is active come together in the next run, which adapts to the newest
-(adaptation starts from the meta-learned initialisation each time, so the newest
-shift supersedes the older ones).
+while a run is active come together in the next run, which adapts to the newest.
+`adapt` trains the candidates of `adaptation.method` (auto: every applicable
+method), `validate` judges each and `promote` promotes the best that passed.
 """
 
 from __future__ import annotations

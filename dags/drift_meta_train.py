@@ -1,5 +1,6 @@
 """`drift_meta_train`: weekly (or manual) meta-training of each monitor's MOL
-initialisation on shifts simulated from its reference data (docs/methods.md §5.1).
+initialisation, from the active model, on shifts simulated from its reference data and
+the confirmed shifts it was adapted to (docs/methods.md §5.1).
 
 One task per monitor with adaptation enabled (a monitor that never adapts needs no
 meta-initialisation), so one monitor's failure neither hides nor blocks another's.

@@ -223,6 +223,11 @@ class DetectorSpec(_Strict):
 
 #: model formats whose parameters adaptation can train and export again
 TRAINABLE_FORMATS = ("export", "entrypoint")
+#: what to do about a model format adaptation cannot train
+UNTRAINABLE_FIX = {
+    "torchscript": "export the model with torch.export (format: export) or give an entrypoint",
+    "precomputed": "precomputed features have no model to train; give the model (export or entrypoint)",
+}
 
 
 class AdaptationSettings(_Strict):
@@ -241,6 +246,8 @@ class AdaptationSettings(_Strict):
     meta_iterations: int = Field(default=150, ge=1)
     inner_steps: int = Field(default=5, ge=1)
     inner_lr: float = Field(default=0.02, gt=0)
+    #: parameter budget of an EAR adaptor: the NAS proxy's best candidate within it is trained
+    ear_max_params: int = Field(default=50_000, ge=1)
     #: the candidate may lose at most this much accuracy on old-domain rows
     max_old_domain_drop: float = Field(default=0.02, ge=0)
     #: labels files land in <feedback_landing>/<source.partition> (the day they land); the
@@ -277,12 +284,9 @@ class MonitorConfig(_Strict):
         if self.adaptation.enabled is None:
             self.adaptation.enabled = trainable
         elif self.adaptation.enabled and not trainable:
-            fix = {
-                "torchscript": "export the model with torch.export (format: export) or give an entrypoint",
-                "precomputed": "precomputed features have no model to train; give the model (export or entrypoint)",
-            }[self.model.format]
             raise ValueError(
-                f"adaptation.enabled is true but a {self.model.format} model cannot be adapted: {fix}"
+                f"adaptation.enabled is true but a {self.model.format} model cannot be adapted: "
+                f"{UNTRAINABLE_FIX[self.model.format]}"
             )
         return self
 

@@ -208,8 +208,12 @@ def run_demo(
     seed: int = 0,
     rows_per_night: int = 800,
     console: Console | None = None,
+    adaptation: str = "auto",
 ) -> list[NightDecision]:
-    """Build the world, fit, meta-train, run every night; print the nightly table and a summary."""
+    """Build the world, fit, meta-train, run every night; print the nightly table and a summary.
+
+    ``adaptation`` is the monitor's ``adaptation.method`` for this run (auto | mol | ear | finetune).
+    """
     from drift import pipeline
     from drift.store.db import upgrade
 
@@ -218,6 +222,8 @@ def run_demo(
     with console.status("training the digits model and writing the nightly batches"):
         build_world(settings.home, script, seed, rows_per_night)
     monitor = get_monitor(DEMO_MONITOR, settings.config if settings.config else None, settings)
+    method = monitor.adaptation.model_copy(update={"method": adaptation})
+    monitor = monitor.model_copy(update={"adaptation": method})
     upgrade(settings.db_url)
     _reset_monitor(settings)
     with console.status("fitting detectors and calibration; meta-training MOL"):
@@ -324,12 +330,16 @@ def summary_table(
         adaptation, shift_type = "-", event_types.get(decision["event_id"] or 0)
         if done:
             a = done[-1]
+            tried = ", ".join(c["method"] for c in a.get("candidates", []))
             if a["promoted"]:
                 before, after = (
                     a["before"]["new_domain_accuracy"],
                     a["after"]["new_domain_accuracy"],
                 )
-                adaptation = f"v{a['version']} promoted: accuracy on shifted rows {before:.0%} -> {after:.0%}"
+                adaptation = (
+                    f"v{a['version']} promoted, {a['method']} won (tried {tried}): "
+                    f"accuracy on shifted rows {before:.0%} -> {after:.0%}"
+                )
             else:
                 adaptation = "not promoted: " + "; ".join(a["reasons"])
         table.add_row(

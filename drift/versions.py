@@ -54,8 +54,10 @@ def version_records(session: Session, monitor_id: int) -> list[dict[str, Any]]:
     for v in repo.list_versions(session, monitor_id):
         metrics: dict[str, Any] = {k: v.metrics[k] for k in KEY_METRICS if k in v.metrics}
         adaptation = adaptations.get(v.id)
-        if adaptation is not None:
+        if adaptation is not None:  # every candidate of an adaptation, with its validation numbers
             metrics.update({k: round(x, 4) for k, x in adaptation.metrics_after.items()})
+            if adaptation.reason:
+                metrics["rejected because"] = adaptation.reason
         records.append(
             {
                 "version": v.version,

@@ -83,7 +83,7 @@ def test_covariate_shift_adapts_and_the_better_candidate_is_promoted(fitted):
     settings, monitor = fitted
     # without a meta-initialisation the deployed weights are fine-tuned; the demo's 10 steps
     # at 0.02 are sized for MOL's θ and gain nothing from there, 50 steps at 0.1 do
-    monitor = _with_adaptation(monitor, inner_steps=50, inner_lr=0.1)
+    monitor = _with_adaptation(monitor, method="finetune", inner_steps=50, inner_lr=0.1)
     event_id = _covariate_event(settings, monitor)
     result = pipeline.adapt_for_event(settings, monitor, event_id)
     assert result["shift_type"] == "covariate"
@@ -114,7 +114,7 @@ def test_covariate_shift_adapts_and_the_better_candidate_is_promoted(fitted):
 def test_a_candidate_that_regresses_the_old_domain_is_rejected(fitted):
     settings, monitor = fitted
     # a learning rate far too large: the fine-tuned weights lose what the model knew
-    monitor = _with_adaptation(monitor, inner_lr=50.0)
+    monitor = _with_adaptation(monitor, method="finetune", inner_lr=50.0)
     event_id = _covariate_event(settings, monitor)
     result = pipeline.adapt_for_event(settings, monitor, event_id)
     assert result["shift_type"] == "covariate" and not result["promoted"]

@@ -21,7 +21,7 @@ def test_demo_finds_every_scripted_shift_and_adapts_the_covariate_one(tmp_path, 
     monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
     monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
     out = io.StringIO()
-    decisions = run_demo(Settings(), console=Console(file=out, width=200))
+    decisions = run_demo(Settings(), console=Console(file=out, width=300))
     script = demo_script(len(decisions))
 
     events: dict[str, int] = {}
@@ -42,16 +42,36 @@ def test_demo_finds_every_scripted_shift_and_adapts_the_covariate_one(tmp_path, 
         versions = {v.version: (v.status, v.origin) for v in session.scalars(select(ModelVersion))}
         covariate = events["covariate"]
         # only the covariate shift is adapted (novel classes and a class-mix change are not);
-        # MOL's candidate passed validation and was promoted, which resolved the shift
+        # auto trained every method (MOL: the demo meta-trains), promoted the best passing one
+        # on the shifted rows, which resolved the shift, and rejected the others
         assert set(adaptations) == {covariate}
-        adaptation = adaptations[covariate]
-        assert adaptation.method == "mol" and adaptation.status == "promoted"
-        assert adaptation.metrics_after["new_domain_accuracy"] > adaptation.metrics_before["new_domain_accuracy"]
+        tried = list(session.scalars(select(Adaptation).order_by(Adaptation.id)))
+        assert [a.method for a in tried] == ["finetune", "mol", "ear"]
+        (winner,) = [a for a in tried if a.status == "promoted"]
+        assert all(a.status == "rejected" and a.reason for a in tried if a is not winner)
+        passing = [a for a in tried if a is winner or "did better" in (a.reason or "")]
+        assert winner.metrics_after["new_domain_accuracy"] == max(
+            a.metrics_after["new_domain_accuracy"] for a in passing
+        )
+        assert winner.metrics_after["new_domain_accuracy"] > winner.metrics_before["new_domain_accuracy"]
         assert session.get(DriftEvent, covariate).status == "resolved"
-        assert versions == {1: ("retired", "fit"), 2: ("active", f"adapt:mol:event-{covariate}")}
+        active = [(s, o) for s, o in versions.values() if s == "active"]
+        assert active == [("active", f"adapt:{winner.method}:event-{covariate}")]
 
     printed = out.getvalue()
     assert "scripted shifts vs what driftwatch found" in printed
     assert "acc CBPE" in printed and "acc realized" in printed and "reference accuracy" in printed
     assert "missed" not in printed
-    assert "v2 promoted" in printed
+    assert f"{winner.method} won (tried finetune, mol, ear)" in printed
+
+
+def test_demo_adapts_with_ear_and_names_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+    monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    out = io.StringIO()
+    run_demo(Settings(), nights=16, adaptation="ear", console=Console(file=out, width=300))  # to the occlusion
+    with session_scope(Settings().db_url) as session:
+        (adaptation,) = session.scalars(select(Adaptation))
+        assert adaptation.method == "ear" and adaptation.status == "promoted"
+    assert "ear won (tried ear)" in out.getvalue()

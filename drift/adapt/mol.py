@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -39,7 +39,7 @@ from drift.params import ParamsMixin
 #: ``shift_fn(x, rng) -> x'``: one simulated distribution shift applied to all rows of ``x``.
 ShiftFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-_WEIGHTS_FILE = "meta_init.safetensors"
+WEIGHTS_FILE = "meta_init.safetensors"
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -169,6 +169,10 @@ def fine_tune(
     return adapted
 
 
+def _unshifted(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return rows  # a real task's rows are shifted already
+
+
 class MetaOODLearner(ParamsMixin):
     """Meta-learns an initialisation θ that adapts to a new shift in a few SGD steps.
 
@@ -181,13 +185,12 @@ class MetaOODLearner(ParamsMixin):
     splits them into a support set (``shots`` per class) and a query set. A fast copy
     of θ takes ``inner_steps`` SGD steps on the support; the gradient of the query
     loss *at the adapted weights* is averaged over tasks and applied to θ with Adam.
+    Given real shifted tasks (``tasks`` of :meth:`meta_train`), a share
+    ``real_task_share`` of the tasks is drawn from them instead, unshifted.
 
-    Why first-order MAML: on a CPU budget second-order MAML costs a Hessian-vector
-    product per inner step and keeps the inner graph in memory; FOMAML and Reptile
-    both cost ``inner_steps + 1`` forward/backward passes per task. FOMAML is chosen
-    over Reptile because its outer gradient is the query loss *after* adaptation
-    (the quantity evaluated), whereas with few inner steps Reptile's update is close
-    to plain multi-task training on the support sets.
+    Why first-order MAML: second-order MAML costs a Hessian-vector product per inner
+    step; FOMAML and Reptile cost ``inner_steps + 1`` passes per task, and FOMAML's
+    outer gradient is the query loss *after* adaptation (the quantity evaluated).
 
     Parameters
     ----------
@@ -207,6 +210,8 @@ class MetaOODLearner(ParamsMixin):
         rows per class in a task's query set.
     ood_weight, margin_in, margin_out
         the OOD term, see :class:`EnergyMarginLoss`.
+    real_task_share
+        share of the tasks drawn from the real shifted tasks, when there are some.
     seed
         seeds the task sampler, the shift RNG and the outlier mixing.
 
@@ -252,6 +257,7 @@ class MetaOODLearner(ParamsMixin):
         ood_weight: float = 0.01,
         margin_in: float = -12.0,
         margin_out: float = -6.0,
+        real_task_share: float = 0.5,
         seed: int = 0,
     ) -> None:
         self.inner_steps = inner_steps
@@ -264,17 +270,26 @@ class MetaOODLearner(ParamsMixin):
         self.ood_weight = ood_weight
         self.margin_in = margin_in
         self.margin_out = margin_out
+        self.real_task_share = real_task_share
         self.seed = seed
 
     @property
     def loss_fn(self) -> EnergyMarginLoss:
         return EnergyMarginLoss(self.ood_weight, self.margin_in, self.margin_out)
 
-    def meta_train(self, model: nn.Module, x: np.ndarray, y: np.ndarray, shift_fn: ShiftFn) -> Self:
+    def meta_train(
+        self,
+        model: nn.Module,
+        x: np.ndarray,
+        y: np.ndarray,
+        shift_fn: ShiftFn,
+        tasks: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+    ) -> Self:
         """Learn θ starting from ``model``'s weights (``model`` itself is not modified).
 
         ``model(x)`` must return logits or ``(features, logits)``; ``x`` are reference
-        input rows, ``y`` their int labels; ``shift_fn(rows, rng)`` returns shifted rows.
+        input rows, ``y`` their int labels; ``shift_fn(rows, rng)`` returns shifted rows;
+        ``tasks`` are real shifted ``(rows, labels)``, e.g. confirmed shifts' feedback.
         """
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
@@ -290,7 +305,12 @@ class MetaOODLearner(ParamsMixin):
             meta_grads = [torch.zeros_like(p) for p in meta_params]
             query_losses = []
             for _ in range(self.tasks_per_iteration):
-                support, query = self._sample_task(x, y, rows_of_class, shift_fn, rng)
+                if tasks and rng.random() < self.real_task_share:
+                    tx, ty = tasks[int(rng.integers(len(tasks)))]
+                    by_class = [np.flatnonzero(ty == c) for c in np.unique(ty)]
+                    support, query = self._sample_task(tx, ty, by_class, _unshifted, rng)
+                else:
+                    support, query = self._sample_task(x, y, rows_of_class, shift_fn, rng)
                 with torch.no_grad():
                     for f, p in zip(fast_params, meta_params, strict=True):
                         f.copy_(p)
@@ -355,7 +375,7 @@ class MetaOODLearner(ParamsMixin):
         self._check_fitted()
         meta = {"params": self.get_params(), "meta_losses_": self.meta_losses_}
         with atomic_folder(path, self.kind, meta) as tmp:
-            save_model(self.meta_model_, str(tmp / _WEIGHTS_FILE))
+            save_model(self.meta_model_, str(tmp / WEIGHTS_FILE))
         return Path(path)
 
     @classmethod
@@ -368,7 +388,7 @@ class MetaOODLearner(ParamsMixin):
         meta = read_meta(path, cls.kind)
         learner = cls(**meta["params"])
         learner.meta_model_ = copy.deepcopy(model)
-        load_model(learner.meta_model_, str(Path(path) / _WEIGHTS_FILE))
+        load_model(learner.meta_model_, str(Path(path) / WEIGHTS_FILE))
         learner.meta_losses_ = meta["meta_losses_"]
         return learner
 

@@ -188,11 +188,20 @@ def adapt_event(
         fail(str(exc))
     verdict = "promoted" if result["promoted"] else "not promoted"
     console.print(f"event {event} ({m.name}): {verdict} - {'; '.join(result['reasons']) or 'validated'}")
+    for c in result.get("candidates", []):  # every candidate of adaptation.method, and its numbers
+        after = c["after"]
+        won = "promoted" if result["promoted"] and c["version"] == result["version"] else "rejected"
+        console.print(
+            f"  {c['method']}: v{c['version']} {won}, new domain {after['new_domain_accuracy']:.3f}, "
+            f"old domain {after['old_domain_accuracy']:.3f}, {c['seconds']:.1f}s",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command("meta-train")
 def meta_train(monitor: MonitorOption = None) -> None:
-    """Meta-train MOL's initialisation on shifts simulated from the reference - what drift_meta_train runs.
+    """Meta-train MOL's initialisation from the active model, on simulated and confirmed shifts - what drift_meta_train runs.
 
     Example: `drift meta-train --monitor digits_demo`
     """
@@ -207,5 +216,6 @@ def meta_train(monitor: MonitorOption = None) -> None:
     for m in steps(trainable, lambda m: f"meta-training {m.name}"):
         result = pipeline.meta_train(settings, m)
         console.print(
-            f"{m.name}: meta-initialisation saved ({result['path']}), final loss {result['final_loss']:.3f}"
+            f"{m.name}: meta-initialisation saved ({result['path']}), final loss {result['final_loss']:.3f},"
+            f" {result['n_real_tasks']} confirmed shift(s) beside the simulated ones"
         )

@@ -22,7 +22,7 @@ from drift.cli.app import (
     select_monitors,
     steps,
 )
-from drift.config import ConfigError, Settings
+from drift.config import UNTRAINABLE_FIX, ConfigError, Settings
 from drift.model_files import first_line
 
 if TYPE_CHECKING:  # the CLI imports the pipeline (and torch) only when a command runs
@@ -73,6 +73,14 @@ def fit(monitor: MonitorOption = None) -> None:
         console.print(f"  {fitted_on(result)}", highlight=False, soft_wrap=True)
         if "performance" in result:
             console.print(f"  {result['performance']}", highlight=False, soft_wrap=True)
+        if m.model.format in UNTRAINABLE_FIX:  # adaptation is off by default (refused if enabled)
+            console.print(
+                f"  adaptation is off: a {m.model.format} model cannot be trained again - "
+                f"{UNTRAINABLE_FIX[m.model.format]}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     if failed:
         raise typer.Exit(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -53,15 +54,28 @@ def report(
     )
 
 
+class AdaptationMethod(StrEnum):
+    """The values of ``adaptation.method`` (drift/config.py)."""
+
+    AUTO = "auto"
+    MOL = "mol"
+    EAR = "ear"
+    FINETUNE = "finetune"
+
+
 @app.command()
 def demo(
     nights: Annotated[int, typer.Option(help="Nights to simulate.")] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 0,
+    adaptation: Annotated[
+        AdaptationMethod,
+        typer.Option(help="adaptation.method for the run: auto trains every method and promotes the best."),
+    ] = AdaptationMethod.AUTO,
 ) -> None:
     """Simulate a production model on scikit-learn digits and run every night through the pipeline.
 
-    Example: `DRIFT_HOME=/tmp/demo drift demo`
+    Example: `DRIFT_HOME=/tmp/demo drift demo --adaptation ear`
     """
     from drift.demo import run_demo
 
-    run_demo(Settings(), nights=nights, seed=seed, console=console)
+    run_demo(Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation.value)

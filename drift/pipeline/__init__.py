@@ -9,8 +9,9 @@ Modules: :mod:`~drift.pipeline.artifacts` (artifact paths, loading a fitted
 version), :mod:`~drift.pipeline.fit` (fitting a version),
 :mod:`~drift.pipeline.calibration_window` (thresholds from production nights),
 :mod:`~drift.pipeline.nightly` (``discover -> score_shard x N -> aggregate ->
-decide -> send_alerts``), :mod:`~drift.pipeline.adaptation` (meta-training and
-``collect -> adapt -> validate -> promote``), :mod:`~drift.pipeline.labelled` (feedback
+decide -> send_alerts``), :mod:`~drift.pipeline.adaptation` (``collect -> adapt -> validate ->
+promote``), :mod:`~drift.pipeline.candidates` (one trainer per ``adaptation.method``),
+:mod:`~drift.pipeline.meta` (MOL's meta-training), :mod:`~drift.pipeline.labelled` (feedback
 labels: typing events, adaptation requests), :mod:`~drift.pipeline.results`
 (the step results). Callers import the names below from ``drift.pipeline``.
 """
@@ -19,7 +20,6 @@ from drift.pipeline.adaptation import (
     adapt,
     adapt_for_event,
     collect_adaptation_data,
-    meta_train,
     promote_candidate,
     validate_candidate,
 )
@@ -30,10 +30,12 @@ from drift.pipeline.artifacts import (
     adapt_dir,
     load_fitted,
     meta_dir,
+    meta_tasks_dir,
     monitor_dir,
     scores_dir,
 )
 from drift.pipeline.calibration_window import recalibrate
+from drift.pipeline.candidates import METHODS, applicable_methods
 from drift.pipeline.fit import fit_monitor
 from drift.pipeline.labelled import (
     NOVEL_LABEL_SHARE,
@@ -42,6 +44,7 @@ from drift.pipeline.labelled import (
     retype_event,
     take_adaptation_request,
 )
+from drift.pipeline.meta import meta_train
 from drift.pipeline.nightly import (
     aggregate,
     decide,
@@ -56,6 +59,7 @@ from drift.pipeline.results import (
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
+    CandidateModel,
     Collected,
     FeedbackImport,
     FitResult,
@@ -72,12 +76,14 @@ from drift.pipeline.results import (
 )
 
 __all__ = [
+    "METHODS",
     "NOVEL_LABEL_SHARE",
     "SAMPLE_ROWS",
     "AdaptationOutcome",
     "AdaptationFailedError",
     "BatchFailedError",
     "Candidate",
+    "CandidateModel",
     "Collected",
     "FitResult",
     "FeedbackImport",
@@ -96,6 +102,7 @@ __all__ = [
     "adapt",
     "adapt_dir",
     "adapt_for_event",
+    "applicable_methods",
     "aggregate",
     "collect_adaptation_data",
     "decide",
@@ -106,6 +113,7 @@ __all__ = [
     "flush_alerts",
     "load_fitted",
     "meta_dir",
+    "meta_tasks_dir",
     "meta_train",
     "monitor_dir",
     "promote_candidate",

@@ -1,6 +1,9 @@
-"""The adaptation steps: the ``drift_meta_train`` DAG and the ``drift_adapt`` DAG's tasks.
+"""The adaptation steps: the ``drift_adapt`` DAG's tasks.
 
     collect_adaptation_data -> adapt -> validate_candidate -> promote_candidate
+
+The candidates' trainers are in :mod:`drift.pipeline.candidates`, MOL's
+meta-training (the ``drift_meta_train`` DAG) in :mod:`drift.pipeline.meta`.
 
 :func:`adapt_for_event` runs the same steps in-process (the CLI and the demo).
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,16 +22,15 @@ from drift.atomic import write_file
 from drift.config import ModelSpec, MonitorConfig, Settings
 from drift.embed import Embedder
 from drift.pipeline import labelled as labelled_rows
-from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_dir
-from drift.pipeline.attempts import adaptation_method, all_or_nothing
-from drift.pipeline.fit import fit_monitor
+from drift.pipeline.artifacts import active_fitted, adapt_dir, load_fitted, meta_tasks_dir
+from drift.pipeline.attempts import all_or_nothing
 from drift.pipeline.results import (
     AdaptationOutcome,
     BatchFailedError,
     Candidate,
+    CandidateModel,
     Collected,
     DomainAccuracy,
-    MetaTrainResult,
     Promotion,
     Validation,
 )
@@ -44,44 +46,14 @@ from drift.store import repo
 from drift.store.db import session_scope
 from drift.store.types import utcnow
 
-if TYPE_CHECKING:
-    import torch
 
-
-def _labelled_reference(monitor: MonitorConfig, path: str | os.PathLike) -> pd.DataFrame:
+def labelled_reference(monitor: MonitorConfig, path: str | os.PathLike) -> pd.DataFrame:
     if monitor.reference.label_column is None:
         raise BatchFailedError(f"{monitor.name}: adaptation needs reference.label_column")
     columns = [*monitor.source.input_columns, monitor.reference.label_column]
     return sources.read_reference(path, columns).rename(
         columns={monitor.reference.label_column: "label"}
     )
-
-
-def meta_train(settings: Settings, monitor: MonitorConfig) -> MetaTrainResult:
-    """Learn MOL's meta-initialisation from shifts simulated on the reference (weekly DAG)."""
-    import importlib
-
-    from drift.adapt import MetaOODLearner, trainable_module
-
-    cfg = monitor.adaptation
-    reference = _labelled_reference(monitor, monitor.reference.path)
-    module_name, factory = cfg.meta_shift.split(":")
-    shift_fn = getattr(importlib.import_module(module_name), factory)()
-    _, _, fitted = active_fitted(settings, monitor)
-    learner = MetaOODLearner(
-        inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr, meta_iterations=cfg.meta_iterations
-    ).meta_train(
-        trainable_module(fitted.model_spec(monitor.model)),
-        reference[monitor.source.input_columns].to_numpy(np.float32),
-        reference["label"].to_numpy(np.int64),
-        shift_fn,
-    )
-    learner.save(meta_dir(settings, monitor))
-    return {
-        "monitor": monitor.name,
-        "path": str(meta_dir(settings, monitor)),
-        "final_loss": learner.meta_losses_[-1],
-    }
 
 
 @all_or_nothing
@@ -120,7 +92,11 @@ def collect_adaptation_data(settings: Settings, monitor: MonitorConfig, event_id
 
 
 def _collect_rows(
-    settings: Settings, monitor: MonitorConfig, event_id: int, nights: dict[Any, list[str]], labels: pd.DataFrame
+    settings: Settings,
+    monitor: MonitorConfig,
+    event_id: int,
+    nights: dict[Any, list[str]],
+    labels: pd.DataFrame,
 ) -> tuple[pd.DataFrame, Path]:
     id_column = monitor.source.id_column
     columns = [*monitor.source.input_columns, *([id_column] if id_column else [])]
@@ -142,17 +118,16 @@ def _collect_rows(
 
 @all_or_nothing
 def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> Candidate:
-    """Adapt the model to the shifted nights' labelled rows and fit a candidate version.
+    """Train the candidates of ``adaptation.method`` on the shifted nights' labelled rows.
 
-    The labelled rows are split in two: support (two thirds: adapts the model,
-    with as many old-domain rows rehearsed, and joins the detector banks) and
-    validation (judges the candidate, never trained on). MOL adapts from its
-    meta-initialisation when one was meta-trained; otherwise the deployed model
-    is fine-tuned with the same steps. Novel classes cannot be learned by a
-    fixed classifier: a semantic shift is left to a human.
+    The labelled rows are split in two by a hash of their values: support (about two
+    thirds: trains every candidate, joins the detector banks and MOL's pool of
+    meta-training tasks) and validation (judges the candidates, never trained on).
+    ``auto`` trains every applicable method, one candidate version each
+    (:mod:`drift.pipeline.candidates`). Novel classes cannot be learned by a fixed classifier:
+    a semantic shift is left to a human.
     """
-    from drift.adapt import MetaOODLearner, export_module, fine_tune, trainable_module
-    from drift.store.models import Adaptation
+    from drift.pipeline.candidates import TrainingRows, applicable_methods, train_candidate
 
     cfg = monitor.adaptation
     event_id = collected["event_id"]
@@ -187,117 +162,108 @@ def adapt(settings: Settings, monitor: MonitorConfig, collected: Collected) -> C
             events.set_event_status(session, event_id, EventStatus.CONFIRMED)
         return {"event_id": event_id, "status": StepStatus.SKIPPED, "reason": reason}
 
-    order = np.random.default_rng(event_id).permutation(len(labelled))
-    n_validation = len(order) // 3
-    support = labelled.iloc[np.sort(order[n_validation:])]
-    validation = labelled.iloc[np.sort(order[:n_validation])]
-    folder = adapt_dir(settings, monitor, event_id)
-    write_file(folder / "validation.parquet", lambda p: validation.to_parquet(p))
-
     columns = monitor.source.input_columns
-    label = monitor.reference.label_column
-    reference = _labelled_reference(monitor, monitor.reference.path)
-    # rehearsal: as many old-domain rows as new ones, so adapting does not forget the old domain
-    replay = reference.sample(n=min(len(support), len(reference)), random_state=event_id)
-    rehearsal = pd.concat([support[[*columns, "label"]], replay], ignore_index=True)
-    x_support = rehearsal[columns].to_numpy(np.float32)
-    y_support = rehearsal["label"].to_numpy(np.int64)
-    module = trainable_module(fitted.model_spec(monitor.model))
-    method = adaptation_method(settings, monitor)
-    if method == "mol":
-        learner = MetaOODLearner.load(meta_dir(settings, monitor), module)
-        adapted = learner.adapt(x_support, y_support)
-    else:
-        adapted = fine_tune(module, x_support, y_support, steps=cfg.inner_steps, lr=cfg.inner_lr)
-    model_file = export_module(adapted, _as_tensor(x_support[:2]), folder / "model.pt2")
+    labelled = labelled[[*columns, "label"]]
+    # a row's side follows from its values, so a retry with more labels never validates on
+    # rows an earlier attempt (or MOL's meta-training on this event) trained on
+    held_out = pd.util.hash_pandas_object(labelled[columns], index=False).to_numpy() % 3 == 0
+    support, validation = labelled[~held_out], labelled[held_out]
+    write_file(meta_tasks_dir(settings, monitor) / f"event-{event_id}.parquet", support.to_parquet)
+    folder = adapt_dir(settings, monitor, event_id)
+    write_file(folder / "validation.parquet", validation.to_parquet)
 
-    # the new domain's rows join the banks; thresholds stay calibrated on the configured
-    # in-distribution rows, so "5% flagged" keeps its meaning across versions
-    result = fit_monitor(
-        settings,
-        monitor,
-        reference=pd.concat([reference, support[[*columns, "label"]]], ignore_index=True).rename(
-            columns={"label": label}
-        ),
-        model_file=model_file,
-        origin=f"adapt:{method}:event-{event_id}",
-        promote=False,
+    reference = labelled_reference(monitor, monitor.reference.path)
+    training = TrainingRows(settings, monitor, fitted, event_id, support, reference, folder)
+    bank = pd.concat([reference, support], ignore_index=True).rename(
+        columns={"label": monitor.reference.label_column}
     )
-    with session_scope(settings.db_url) as session:
-        monitor_id = repo.require_monitor_row(session, monitor.name).id
-        version = repo.get_version(session, monitor_id, result["version"])
-        adaptation = Adaptation(
-            monitor_id=monitor_id, event_id=event_id, method=method, candidate_version_id=version.id
-        )
-        session.add(adaptation)
-        session.flush()
-        adaptation_id = adaptation.id
+    candidates = [
+        train_candidate(training, method, bank)
+        for method in applicable_methods(settings, monitor, fitted)
+    ]
+    first = candidates[0]
     return {
         "event_id": event_id,
         "status": StepStatus.CANDIDATE,
-        "method": method,
-        "adaptation_id": adaptation_id,
-        "version": result["version"],
-        "path": result["path"],
+        "method": first["method"],
+        "adaptation_id": first["adaptation_id"],
+        "version": first["version"],
+        "path": first["path"],
         "validation_path": str(folder / "validation.parquet"),
         "n_support": len(support),
+        "candidates": candidates,
     }
 
 
-def _as_tensor(x: np.ndarray) -> torch.Tensor:
-    import torch
+def _accuracies(
+    spec: ModelSpec, columns: list[str], new: pd.DataFrame, old: pd.DataFrame
+) -> DomainAccuracy:
+    def accuracy(frame: pd.DataFrame) -> float:
+        logits = Embedder(spec, columns).embed_frame(frame).logits
+        if logits is None:
+            raise BatchFailedError("accuracy needs a model with class outputs (logits)")
+        return float((logits.argmax(axis=1) == frame["label"].to_numpy()).mean())
 
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return {"new_domain_accuracy": accuracy(new), "old_domain_accuracy": accuracy(old)}
 
 
-def _accuracy(spec: ModelSpec, columns: list[str], frame: pd.DataFrame) -> float:
-    logits = Embedder(spec, columns).embed_frame(frame).logits
-    if logits is None:
-        raise BatchFailedError("accuracy needs a model with class outputs (logits)")
-    return float((logits.argmax(axis=1) == frame["label"].to_numpy()).mean())
+def _gate(before: DomainAccuracy, after: DomainAccuracy, max_drop: float) -> list[str]:
+    """The no-regression gate's reasons to reject (none = passed)."""
+    reasons = []
+    if after["new_domain_accuracy"] <= before["new_domain_accuracy"]:
+        reasons.append("no gain on the new domain")
+    if after["old_domain_accuracy"] < before["old_domain_accuracy"] - max_drop:
+        reasons.append("regresses on the old domain")
+    return reasons
+
+
+def _rank(judged: CandidateModel) -> tuple[bool, float, float]:
+    after = judged["after"]
+    return judged["passed"], after["new_domain_accuracy"], after["old_domain_accuracy"]
 
 
 @all_or_nothing
 def validate_candidate(
     settings: Settings, monitor: MonitorConfig, candidate: Candidate
 ) -> Validation:
-    """The no-regression gate: better on the new domain's held-out rows, not worse on the old."""
+    """The no-regression gate on every candidate: better on the new domain's held-out rows,
+    not worse on the old; the winner is the passing candidate best on the new domain."""
     from drift.store.models import Adaptation
 
     if candidate["status"] != StepStatus.CANDIDATE:
         return {"passed": False, "reasons": [candidate["reason"]], **candidate}
     _, _, current = active_fitted(settings, monitor)
-    proposed = load_fitted(candidate["path"])
     columns = monitor.source.input_columns
     new_domain = pd.read_parquet(candidate["validation_path"])
     old_path = monitor.reference.calibration_path or monitor.reference.path
-    old_domain = _labelled_reference(monitor, old_path)
-    before: DomainAccuracy = {
-        "new_domain_accuracy": _accuracy(current.model_spec(monitor.model), columns, new_domain),
-        "old_domain_accuracy": _accuracy(current.model_spec(monitor.model), columns, old_domain),
-    }
-    after: DomainAccuracy = {
-        "new_domain_accuracy": _accuracy(proposed.model_spec(monitor.model), columns, new_domain),
-        "old_domain_accuracy": _accuracy(proposed.model_spec(monitor.model), columns, old_domain),
-    }
-    reasons = []
-    if after["new_domain_accuracy"] <= before["new_domain_accuracy"]:
-        reasons.append("no gain on the new domain")
-    if (
-        after["old_domain_accuracy"]
-        < before["old_domain_accuracy"] - monitor.adaptation.max_old_domain_drop
-    ):
-        reasons.append("regresses on the old domain")
-    with session_scope(settings.db_url) as session:
-        adaptation = session.get_one(Adaptation, candidate["adaptation_id"])
-        adaptation.metrics_before = {**before, "n_validation": len(new_domain)}
-        adaptation.metrics_after = dict(after)
+    old_domain = labelled_reference(monitor, old_path)
+    before = _accuracies(current.model_spec(monitor.model), columns, new_domain, old_domain)
+    judged: list[CandidateModel] = []
+    for c in candidate["candidates"]:
+        proposed = load_fitted(c["path"]).model_spec(monitor.model)
+        after = _accuracies(proposed, columns, new_domain, old_domain)
+        reasons = _gate(before, after, monitor.adaptation.max_old_domain_drop)
+        judged.append({**c, "passed": not reasons, "reasons": reasons, "after": after})
+        with session_scope(settings.db_url) as session:
+            adaptation = session.get_one(Adaptation, c["adaptation_id"])
+            adaptation.metrics_before = {
+                **adaptation.metrics_before,
+                **before,
+                "n_validation": len(new_domain),
+            }
+            adaptation.metrics_after = dict(after)
+    winner = max(judged, key=_rank)
     return {
         **candidate,
-        "passed": not reasons,
-        "reasons": reasons,
+        "method": winner["method"],
+        "adaptation_id": winner["adaptation_id"],
+        "version": winner["version"],
+        "path": winner["path"],
+        "candidates": judged,
+        "passed": winner["passed"],
+        "reasons": winner["reasons"],
         "before": before,
-        "after": after,
+        "after": winner["after"],
     }
 
 
@@ -305,7 +271,7 @@ def validate_candidate(
 def promote_candidate(
     settings: Settings, monitor: MonitorConfig, validation: Validation
 ) -> Promotion:
-    """Promote a validated candidate in one transaction and resolve the event; else reject it."""
+    """Promote the winning candidate in one transaction and resolve the event; reject the rest."""
     from drift.store.models import Adaptation
 
     event_id = validation["event_id"]
@@ -313,18 +279,21 @@ def promote_candidate(
         monitor_id = repo.require_monitor_row(session, monitor.name).id
         if validation["status"] != StepStatus.CANDIDATE:  # skipped: adapt left the event confirmed
             return {"event_id": event_id, "promoted": False, "reasons": validation["reasons"]}
-        adaptation = session.get_one(Adaptation, validation["adaptation_id"])
-        version = repo.get_version(session, monitor_id, validation["version"])
-        adaptation.finished_at = utcnow()
-        if validation["passed"]:
-            repo.promote_version(session, version)
-            adaptation.status = AdaptationStatus.PROMOTED
-            events.set_event_status(session, event_id, EventStatus.RESOLVED)
-        else:
-            version.status = VersionStatus.REJECTED
-            adaptation.status = AdaptationStatus.REJECTED
-            adaptation.reason = "; ".join(validation["reasons"])
-            events.set_event_status(session, event_id, EventStatus.CONFIRMED)
+        for c in validation["candidates"]:
+            adaptation = session.get_one(Adaptation, c["adaptation_id"])
+            version = repo.get_version(session, monitor_id, c["version"])
+            adaptation.finished_at = utcnow()
+            if validation["passed"] and c["adaptation_id"] == validation["adaptation_id"]:
+                repo.promote_version(session, version)
+                adaptation.status = AdaptationStatus.PROMOTED
+            else:
+                version.status = VersionStatus.REJECTED
+                adaptation.status = AdaptationStatus.REJECTED
+                adaptation.reason = "; ".join(c["reasons"]) or (
+                    f"passed, but {validation['method']} did better on the new domain"
+                )
+        status = EventStatus.RESOLVED if validation["passed"] else EventStatus.CONFIRMED
+        events.set_event_status(session, event_id, status)
     return {
         "event_id": event_id,
         "promoted": validation["passed"],

@@ -6,7 +6,8 @@ Layout, per monitor::
                                                reference_sample.parquet [, model.pt2]
     <artifacts_dir>/<monitor>/scores/ds=<date>/ shard-*.parquet, sample-*.parquet
     <artifacts_dir>/<monitor>/adapt/event-<id>/ collected, validation rows, adapted model
-    <artifacts_dir>/<monitor>/meta/mol/        MOL's meta-initialisation
+    <artifacts_dir>/<monitor>/meta/mol/        MOL's meta-initialisation (+ manifest.json)
+    <artifacts_dir>/<monitor>/meta/tasks/      confirmed shifts' labelled rows: MOL's real tasks
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def adapt_dir(settings: Settings, monitor: MonitorConfig, event_id: int) -> Path
 def meta_dir(settings: Settings, monitor: MonitorConfig) -> Path:
     """MOL's meta-initialisation; adaptation starts from it when ``meta.json`` is there."""
     return monitor_dir(settings, monitor) / "meta" / "mol"
+
+
+def meta_tasks_dir(settings: Settings, monitor: MonitorConfig) -> Path:
+    """MOL's real meta-training tasks: one parquet of labelled rows per adapted covariate shift."""
+    return monitor_dir(settings, monitor) / "meta" / "tasks"
 
 
 def ensure_dir(path: Path) -> Path:

@@ -10,7 +10,6 @@ from typing import TypeVar
 from drift import events, leases
 from drift.config import MonitorConfig, Settings
 from drift.model_files import first_line
-from drift.pipeline.artifacts import meta_dir
 from drift.pipeline.results import AdaptationFailedError, Candidate, Collected, Validation
 from drift.status import StepStatus
 from drift.store import repo
@@ -18,11 +17,6 @@ from drift.store.db import session_scope
 
 StepInput = TypeVar("StepInput", int, Collected, Candidate, Validation)
 StepOutput = TypeVar("StepOutput")
-
-
-def adaptation_method(settings: Settings, monitor: MonitorConfig) -> str:
-    """How :func:`adapt` adapts: MOL from its meta-initialisation if there is one, else fine-tuning."""
-    return "mol" if (meta_dir(settings, monitor) / "meta.json").exists() else "finetune"
 
 
 def all_or_nothing(
@@ -54,7 +48,7 @@ def all_or_nothing(
             reason = f"{step.__name__}: {first_line(exc)}"
             with session_scope(settings.db_url) as session:
                 row = repo.get_monitor_row(session, monitor.name)
-                method = adaptation_method(settings, monitor)
+                method = monitor.adaptation.method  # the policy; its candidates failed with it
                 undone = row is not None and leases.abandon(session, event_id, row.id, method, reason)
             state = "event returned to confirmed" if undone else "event left as it was"
             raise AdaptationFailedError(f"event {event_id}: adaptation failed in {reason} ({state})") from exc

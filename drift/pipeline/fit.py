@@ -20,7 +20,7 @@ from drift import sources
 from drift.batch import FeatureBatch
 from drift.calibration import ConformalCalibrator
 from drift.config import MonitorConfig, ReferenceSpec, Settings
-from drift.detectors import get_detector
+from drift.detectors import Detector, get_detector
 from drift.embed import Embedder
 from drift.pipeline.artifacts import (
     SAMPLE_ROWS,
@@ -82,6 +82,8 @@ def fit_monitor(
     model_file: Path | None = None,
     origin: str = "fit",
     promote: bool = True,
+    fitted_detectors: dict[str, Detector] | None = None,
+    attachments: dict[str, Path] | None = None,
 ) -> FitResult:
     """Reference -> fitted detectors + conformal calibration, as a new model version.
 
@@ -92,6 +94,9 @@ def fit_monitor(
     the rows have labels, the model's accuracy on bank and calibration rows;
     the performance estimators (CBPE, ATC) are fitted on labelled calibration
     rows (``performance`` says so, or why they were skipped).
+    ``fitted_detectors`` are stored as they are instead of fitted on the bank (EAR's
+    HDC detector); ``attachments`` (name -> file or folder) are copied into the
+    version's folder and listed in the manifest (EAR's state).
     """
     ref_cfg = monitor.reference
     columns = list(dict.fromkeys([*model_columns(monitor), *monitor.source.input_columns]))
@@ -119,13 +124,20 @@ def fit_monitor(
     with tempfile.TemporaryDirectory(dir=ensure_dir(monitor_dir(settings, monitor))) as tmp:
         staging = Path(tmp) / "version"
         for detector_spec in monitor.detectors:
-            detector = get_detector(detector_spec.name, **detector_spec.params).fit(bank)
+            detector = (fitted_detectors or {}).get(detector_spec.name) or get_detector(
+                detector_spec.name, **detector_spec.params
+            ).fit(bank)
             detector.save(staging / "detectors" / detector_spec.name)
             ConformalCalibrator(tpr=monitor.tpr).fit(detector.score(calibration_batch)).save(
                 staging / "calibration" / detector_spec.name
             )
         if model_file is not None:
             shutil.copyfile(model_file, staging / "model.pt2")
+        for name, source in (attachments or {}).items():
+            if Path(source).is_dir():
+                shutil.copytree(source, staging / name)
+            else:
+                shutil.copyfile(source, staging / name)
         # the batch-level tests compare each night with unseen in-distribution rows
         sample = calibration[monitor.source.input_columns]
         sample = pd.concat([sample, pd.DataFrame(feature_columns(calibration_batch))], axis=1)
@@ -149,6 +161,7 @@ def fit_monitor(
             "accuracy_bank": _accuracy(bank),
             "accuracy_calibration": _accuracy(calibration_batch),
             "performance": performance,
+            "attachments": sorted(attachments or {}),
         }
         return register_version(settings, monitor, staging, manifest, promote=promote)
 

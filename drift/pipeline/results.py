@@ -46,6 +46,8 @@ class Manifest(TypedDict):
     accuracy_calibration: NotRequired[float | None]
     #: the performance estimators fitted with the version, or why they were skipped
     performance: NotRequired[str]
+    #: files or folders stored with the version beside the model (``ear``: EAR's state)
+    attachments: NotRequired[list[str]]
 
 
 class FitResult(Manifest):
@@ -141,6 +143,8 @@ class MetaTrainResult(TypedDict):
     monitor: str
     path: str
     final_loss: float
+    #: confirmed shifts' labelled rows meta-trained on beside the simulated shifts
+    n_real_tasks: int
 
 
 class Collected(TypedDict):
@@ -155,8 +159,32 @@ class Collected(TypedDict):
     n_labelled: NotRequired[int]
 
 
+class DomainAccuracy(TypedDict):
+    new_domain_accuracy: float
+    old_domain_accuracy: float
+
+
+class CandidateModel(TypedDict):
+    """One method's candidate version (``adaptation.method``; ``auto`` trains several)."""
+
+    method: str
+    adaptation_id: int
+    version: int
+    path: str
+    #: wall-clock seconds to train the candidate and fit its version
+    seconds: float
+    #: set by :func:`~drift.pipeline.validate_candidate`
+    passed: NotRequired[bool]
+    reasons: NotRequired[list[str]]
+    after: NotRequired[DomainAccuracy]
+
+
 class Candidate(TypedDict):
-    """:func:`~drift.pipeline.adapt`: the candidate model version, or why there is none."""
+    """:func:`~drift.pipeline.adapt`: the candidate model versions, or why there is none.
+
+    The top-level ``method`` / ``adaptation_id`` / ``version`` / ``path`` are the
+    chosen candidate's (after validation: the winner, or the best rejected one).
+    """
 
     event_id: int
     status: StepStatus
@@ -167,11 +195,7 @@ class Candidate(TypedDict):
     path: NotRequired[str]
     validation_path: NotRequired[str]
     n_support: NotRequired[int]
-
-
-class DomainAccuracy(TypedDict):
-    new_domain_accuracy: float
-    old_domain_accuracy: float
+    candidates: NotRequired[list[CandidateModel]]
 
 
 class Validation(Candidate):
