@@ -44,12 +44,10 @@ from drift.demo import (
     FEEDBACK_SHARE,
     FIRST_NIGHT,
     Night,
-    _labelled_rows_of,
     build_world,
     night_rows,
 )
 from drift.embed import Embedder
-from drift.feedback import import_labels
 from drift.pipeline.candidates import EAR_STATE
 from drift.store.db import upgrade
 
@@ -63,6 +61,15 @@ META_EVERY = 7
 def seen_corruptions() -> ShiftFn:
     """MOL's simulated shifts here: every corruption kind but :data:`UNSEEN`."""
     return digits.random_corruption(kinds=[k for k in digits.CORRUPTIONS if k != UNSEEN])
+
+
+def _labelled_rows_of(settings: Settings, event_id: int) -> int:
+    from drift.pipeline.labelled import labelled_row_count
+    from drift.store.db import session_scope
+    from drift.store.models import DriftEvent
+
+    with session_scope(settings.db_url) as session:
+        return labelled_row_count(session, session.get_one(DriftEvent, event_id))
 
 
 def _shift_name(night: Night) -> str:
@@ -143,7 +150,9 @@ def run_policy(
     for i, night in enumerate(script):
         day = FIRST_NIGHT + timedelta(days=i)
         if i > 0:
-            import_labels(settings, monitor, feedback / f"labels-{day - timedelta(days=1)}.csv")
+            pipeline.import_feedback(
+                settings, monitor, feedback / f"labels-{day - timedelta(days=1)}.csv"
+            )
         if uses_mol and i > 0 and i % META_EVERY == 0:
             pipeline.meta_train(settings, monitor)
         decision = pipeline.run_night(settings, monitor, day)

@@ -205,7 +205,8 @@ def retype_event(
     return None if event.shift_type is None else ShiftType(event.shift_type)
 
 
-def _labelled_rows(session: Session, event: DriftEvent) -> int:
+def labelled_row_count(session: Session, event: DriftEvent) -> int:
+    """How many feedback labels the event's nights have."""
     from sqlalchemy import func
 
     nights = [b.batch_date for b in event.batches]
@@ -248,7 +249,7 @@ def import_feedback(settings: Settings, monitor: MonitorConfig, path: Path) -> F
             after = retype_event(session, settings, monitor, event)
             if after != before:
                 retyped.append({"event_id": event.id, "was": before, "now": after})
-            n_labelled = _labelled_rows(session, event)
+            n_labelled = labelled_row_count(session, event)
             if (
                 monitor.adaptation.enabled
                 and event.status == EventStatus.CONFIRMED
