@@ -318,7 +318,10 @@ def test_a_failed_validation_undoes_the_run_and_a_retried_step_changes_nothing(d
     from drift.demo import FIRST_NIGHT
     from drift.feedback import import_labels
 
-    settings, monitor = drift_env(sqlite_url), demo_monitor
+    settings = drift_env(sqlite_url)
+    # one method, so one candidate: `auto` would train (and record) finetune and ear
+    adaptation = demo_monitor.adaptation.model_copy(update={"method": "finetune"})
+    monitor = demo_monitor.model_copy(update={"adaptation": adaptation})
     pipeline.fit_monitor(settings, monitor)
     feedback = monitor.reference.path.parent / "feedback"
     decisions = []
