@@ -71,6 +71,9 @@ def demo(
         AdaptationMethod,
         typer.Option(help="adaptation.method for the run: auto trains every method and promotes the best."),
     ] = AdaptationMethod.AUTO,
+    shifts: Annotated[
+        bool, typer.Option(help="--no-shifts: every night clean, a quiet stretch where no event should open.")
+    ] = True,
 ) -> None:
     """Simulate a production model on scikit-learn digits and run every night through the pipeline.
 
@@ -78,4 +81,6 @@ def demo(
     """
     from drift.demo import run_demo
 
-    run_demo(Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation.value)
+    run_demo(
+        Settings(), nights=nights, seed=seed, console=console, adaptation=adaptation.value, shifts=shifts
+    )

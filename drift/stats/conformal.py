@@ -33,6 +33,21 @@ def expected_flag_rate(tpr: float, n_calibration: int) -> float:
     return flag_ranks(tpr, n_calibration) / (n_calibration + 1)
 
 
+def flag_count_null(n_rows: int, n_calibration: int, tpr: float):  # noqa: ANN201 (a frozen scipy law)
+    """The in-distribution law of a night's flag count: beta-binomial, since the true flag
+    rate of a threshold fitted on ``n_calibration`` rows is U ~ Beta(K, m - K + 1).
+
+    Examples
+    --------
+    >>> round(float(flag_count_null(1000, 1999, 0.95).mean()), 6)
+    50.0
+    """
+    from scipy import stats
+
+    k = flag_ranks(tpr, n_calibration)
+    return stats.betabinom(n_rows, k, n_calibration - k + 1)
+
+
 def flag_rate_quantile(tpr: float, n_calibration: int, quantile: float) -> float:
     """A quantile of the true ID flag rate U ~ Beta(K, m - K + 1) of a conformal threshold.
 
@@ -70,17 +85,13 @@ def flag_count_test(
     >>> flag_count_test(10, 200, 1999, 0.95).p_value > 0.4
     True
     """
-    from scipy import stats
-
-    m = n_calibration
-    k = flag_ranks(tpr, m)
-    null = stats.betabinom(n_rows, k, m - k + 1)
+    null = flag_count_null(n_rows, n_calibration, tpr)
     p_value = float(null.sf(n_flagged - 1)) if n_flagged > 0 else 1.0
     return TestResult(
         name="flag_count",
         statistic=float(n_flagged),
         p_value=min(1.0, max(p_value, 0.0)),
-        effect_size=n_flagged / n_rows - k / (m + 1),
+        effect_size=n_flagged / n_rows - expected_flag_rate(tpr, n_calibration),
         subject=subject,
     )
 

@@ -4,12 +4,13 @@
 A model that grows more confident while it is wrong (overconfidence under
 shift) pushes its confidence-based scores down: the energy detector's flag
 rate falls well below nominal. That is evidence of a shift too, read against
-the same beta-binomial null as :func:`~drift.stats.flag_count_test`.
+the same beta-binomial null as :func:`~drift.stats.flag_count_test`
+(:func:`~drift.stats.conformal.flag_count_null`).
 """
 
 from __future__ import annotations
 
-from drift.calibration import flag_ranks
+from drift.stats.conformal import expected_flag_rate, flag_count_null
 from drift.stats.registry import (
     DetectorSample,
     Family,
@@ -38,16 +39,12 @@ def flag_deficit_test(
     >>> flag_deficit_test(50, 1000, 1999, 0.95).p_value > 0.4
     True
     """
-    from scipy import stats
-
-    m = n_calibration
-    k = flag_ranks(tpr, m)
-    p_value = float(stats.betabinom(n_rows, k, m - k + 1).cdf(n_flagged))
+    p_value = float(flag_count_null(n_rows, n_calibration, tpr).cdf(n_flagged))
     return TestResult(
         name="flag_deficit",
         statistic=float(n_flagged),
         p_value=min(1.0, max(p_value, 0.0)),
-        effect_size=k / (m + 1) - n_flagged / n_rows,
+        effect_size=expected_flag_rate(tpr, n_calibration) - n_flagged / n_rows,
         subject=subject,
     )
 
