@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.test_airflow_feedback import NIGHTS, _night, _world
+from tests.labelled_world import event_waiting_for_labels, night, prepare_airflow, world_files
 from tests.test_dags import airflow_env
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -55,25 +55,17 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float
 
 @pytest.fixture(scope="module")
 def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
-    from drift import pipeline
     from drift.config import Settings, get_monitor
     from drift.store.db import upgrade
 
     root = tmp_path_factory.mktemp("airflow_api")
-    config, _ = _world(demo_world, root)
+    config, _ = world_files(demo_world, root)
     drift_url = f"sqlite:///{root / 'drift.db'}"
     settings = Settings(home=root / "drift", config=config, database_url=drift_url)
     upgrade(drift_url)
     monitor = get_monitor("digits_demo", config, settings)
-    pipeline.fit_monitor(settings, monitor)
     feedback = demo_world / "demo" / "feedback"
-    event_id = None
-    for n in NIGHTS:
-        if n > NIGHTS[0]:
-            pipeline.import_feedback(settings, monitor, feedback / f"labels-{_night(n - 1)}.csv")
-        decision = pipeline.run_night(settings, monitor, _night(n))
-        event_id = event_id or (decision["event_id"] if decision["newly_confirmed"] else None)
-    assert event_id is not None
+    event_id = event_waiting_for_labels(settings, monitor, feedback)
 
     home, port = root / "airflow", _free_port()
     env = airflow_env(
@@ -84,15 +76,7 @@ def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
     )
-    for step in (("db", "migrate"), ("dags", "reserialize")):
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow", *step],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    prepare_airflow(env)
     log = root / "api-server.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
@@ -131,7 +115,7 @@ def _request(settings, event_id: int) -> dict:
 
 def test_feedback_import_emits_the_asset_event_through_the_rest_api(world):
     settings, monitor, event_id, home, url, env, feedback, _ = world
-    labels = feedback / f"labels-{_night(16)}.csv"
+    labels = feedback / f"labels-{night(16)}.csv"
     done = _drift(
         {**env, "DRIFT_AIRFLOW_API_URL": url},
         "feedback",
@@ -170,7 +154,7 @@ def test_a_failed_emission_leaves_the_request_pending(world):
     with session_scope(settings.db_url) as session:
         event = session.get_one(DriftEvent, event_id)
         event.evidence = {k: v for k, v in event.evidence.items() if k != "adaptation_request"}
-    labels = feedback / f"labels-{_night(16)}.csv"
+    labels = feedback / f"labels-{night(16)}.csv"
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     done = _drift(
         {**env, "DRIFT_AIRFLOW_API_URL": dead},

@@ -22,45 +22,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
-from importlib import resources
+from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import create_postgres_database
+from tests.labelled_world import event_waiting_for_labels, night, prepare_airflow, world_files
 from tests.test_dags import airflow_env
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.slow]
 
 DAG_ID = "drift_feedback__digits_demo"
 ADAPT_DAG_ID = "drift_adapt__digits_demo"
-FIRST_NIGHT = date(2026, 11, 1)
-NIGHTS = range(12, 17)  # quiet 12-13, occluded from 14 (the demo script)
 LANDED = date(2026, 11, 17)  # night 16's labels arrive
 NOTHING_LANDED = date(2026, 11, 18)
-
-
-def _night(n: int) -> date:
-    return FIRST_NIGHT + timedelta(days=n - 1)
-
-
-def _world(demo_world: Path, root: Path) -> tuple[Path, Path]:
-    """The demo world's files (linked) with a feedback landing folder; returns the config
-    and the folder the labels land in."""
-    demo, source = root / "demo", demo_world / "demo"
-    demo.mkdir(parents=True)
-    for item in source.iterdir():
-        (demo / item.name).symlink_to(item)
-    config = (resources.files("drift") / "demo_monitor.yaml").read_text()
-    config = config.replace("base_dir: ${DRIFT_HOME}/demo", f"base_dir: {demo}")
-    config = config.replace(
-        "    adaptation:\n", "    adaptation:\n      feedback_landing: labels_landing\n"
-    )
-    path = root / "monitors.yaml"
-    path.write_text(config)
-    return path, demo / "labels_landing"
 
 
 @dataclass
@@ -106,32 +83,21 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    from drift import pipeline
     from drift.config import Settings, get_monitor
     from drift.store.db import upgrade
 
     root = tmp_path_factory.mktemp("airflow_feedback")
-    config, landing = _world(demo_world, root)
+    config, landing = world_files(demo_world, root)
     drift_url, drop_database = create_postgres_database("drift_feedback")
     home = root / "airflow"
     try:
         settings = Settings(home=root / "drift", config=config, database_url=drift_url)
         upgrade(drift_url)
         monitor = get_monitor("digits_demo", config, settings)
-        pipeline.fit_monitor(settings, monitor)
         feedback = demo_world / "demo" / "feedback"
-        event_id = None
-        for n in NIGHTS:
-            if n > NIGHTS[0]:
-                imported = pipeline.import_feedback(
-                    settings, monitor, feedback / f"labels-{_night(n - 1)}.csv"
-                )
-                assert imported["adaptation_requested"] == []
-            decision = pipeline.run_night(settings, monitor, _night(n))
-            event_id = event_id or (decision["event_id"] if decision["newly_confirmed"] else None)
-        assert event_id is not None
+        event_id = event_waiting_for_labels(settings, monitor, feedback)
         (landing / f"ds={LANDED}").mkdir(parents=True)
-        (landing / f"ds={LANDED}" / "labels.csv").symlink_to(feedback / f"labels-{_night(16)}.csv")
+        (landing / f"ds={LANDED}" / "labels.csv").symlink_to(feedback / f"labels-{night(16)}.csv")
 
         env = airflow_env(
             home,
@@ -151,9 +117,7 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 timeout=600,
             )
 
-        for step in (("db", "migrate"), ("dags", "reserialize")):
-            done = airflow(*step)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        prepare_airflow(env)
         yield Runs(
             home,
             drift_url,

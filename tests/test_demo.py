@@ -75,3 +75,21 @@ def test_demo_adapts_with_ear_and_names_it(tmp_path, monkeypatch):
         (adaptation,) = session.scalars(select(Adaptation))
         assert adaptation.method == "ear" and adaptation.status == "promoted"
     assert "ear won (tried ear)" in out.getvalue()
+
+
+def test_a_demo_without_shifts_opens_no_event(tmp_path, monkeypatch):
+    """`drift demo --no-shifts`: every night clean; 365 of them are benchmarks/quiet_demo.py."""
+    from typer.testing import CliRunner
+
+    from drift.cli import app
+
+    monkeypatch.delenv("DRIFT_CONFIG", raising=False)
+    monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "300")
+    done = CliRunner().invoke(app, ["demo", "--no-shifts", "--nights", "8"])
+    assert done.exit_code == 0, done.output
+    assert done.output.count("│ clean ") == 8 and "│ ok " in done.output
+    assert "events first seen on a clean night: 0" in done.output
+    with session_scope(Settings().db_url) as session:
+        assert session.scalars(select(DriftEvent)).all() == []
