@@ -9,6 +9,8 @@ unreachable server skips those tests; with ``CI=true`` it fails them.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,23 @@ from sqlalchemy.engine import make_url
 
 from drift.store.db import upgrade
 
-ADMIN_URL = os.environ.get("DRIFT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a subprocess (``env``: its whole environment), output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=os.environ.copy() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+ADMIN_URL = os.environ.get(
+    "DRIFT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _postgres_admin():

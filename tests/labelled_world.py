@@ -7,8 +7,6 @@ confirmed on night 14 waits for labels (fewer than ``min_labels``, 200).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
@@ -58,12 +56,8 @@ def event_waiting_for_labels(settings, monitor, feedback: Path) -> int:
 
 def prepare_airflow(env: dict[str, str]) -> None:
     """`airflow db migrate` and `airflow dags reserialize` in the environment ``env``."""
+    from tests.conftest import run_module
+
     for step in (("db", "migrate"), ("dags", "reserialize")):
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow", *step],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done = run_module("airflow", *step, env=env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import run_module
 from tests.labelled_world import event_waiting_for_labels, night, prepare_airflow, world_files
 from tests.test_dags import airflow_env
 
@@ -94,16 +95,6 @@ def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
             server.wait(timeout=60)
 
 
-def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "drift.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _request(settings, event_id: int) -> dict:
     from drift.store.db import session_scope
     from drift.store.models import DriftEvent
@@ -116,13 +107,14 @@ def _request(settings, event_id: int) -> dict:
 def test_feedback_import_emits_the_asset_event_through_the_rest_api(world):
     settings, monitor, event_id, home, url, env, feedback, _ = world
     labels = feedback / f"labels-{night(16)}.csv"
-    done = _drift(
-        {**env, "DRIFT_AIRFLOW_API_URL": url},
+    done = run_module(
+        "drift.cli",
         "feedback",
         "import",
         str(labels),
         "--monitor",
         "digits_demo",
+        env={**env, "DRIFT_AIRFLOW_API_URL": url},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"event {event_id}: enough labelled rows - adaptation requested" in done.stdout
@@ -156,13 +148,14 @@ def test_a_failed_emission_leaves_the_request_pending(world):
         event.evidence = {k: v for k, v in event.evidence.items() if k != "adaptation_request"}
     labels = feedback / f"labels-{night(16)}.csv"
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    done = _drift(
-        {**env, "DRIFT_AIRFLOW_API_URL": dead},
+    done = run_module(
+        "drift.cli",
         "feedback",
         "import",
         str(labels),
         "--monitor",
         "digits_demo",
+        env={**env, "DRIFT_AIRFLOW_API_URL": dead},
     )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "not reachable" in done.stderr

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import create_postgres_database
+from tests.conftest import create_postgres_database, run_module
 from tests.labelled_world import event_waiting_for_labels, night, prepare_airflow, world_files
 from tests.test_dags import airflow_env
 
@@ -108,22 +107,15 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         )
 
-        def airflow(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "airflow", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-
         prepare_airflow(env)
         yield Runs(
             home,
             drift_url,
             event_id,
-            landed=airflow("dags", "test", DAG_ID, LANDED.isoformat()),
-            nothing_landed=airflow("dags", "test", DAG_ID, NOTHING_LANDED.isoformat()),
+            landed=run_module("airflow", "dags", "test", DAG_ID, LANDED.isoformat(), env=env),
+            nothing_landed=run_module(
+                "airflow", "dags", "test", DAG_ID, NOTHING_LANDED.isoformat(), env=env
+            ),
         )
     finally:
         drop_database()

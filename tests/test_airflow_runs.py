@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,7 +32,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import create_postgres_database
+from tests.conftest import create_postgres_database, run_module
 from tests.test_dags import airflow_env
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.slow]
@@ -160,13 +159,7 @@ def runs(demo_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             pipeline.run_night(settings, monitor, FIRST_NIGHT + timedelta(days=i))
 
         def airflow(*args: str, **env: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "airflow", *args],
-                env=airflow_env(home, **drift_env, **env),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            return run_module("airflow", *args, env=airflow_env(home, **drift_env, **env))
 
         migrated = airflow("db", "migrate")
         assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]

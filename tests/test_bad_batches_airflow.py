@@ -5,13 +5,13 @@ recorded failed with one alert and nothing partial, and the next clean night suc
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.bad_batches import CASES, clean
+from tests.conftest import run_module
 from tests.test_dags import airflow_env
 from tests.test_hostile_input import world  # noqa: F401  (the tiny monitor fixture)
 
@@ -35,24 +35,35 @@ def test_bad_nights_fail_their_dag_run_in_one_line(world):  # noqa: F811
     url = f"sqlite:///{world['dir'] / 'drift.db'}"
     env = airflow_env(
         world["dir"] / "airflow",
-        DRIFT_HOME=str(world["dir"] / "home"), DRIFT_CONFIG=str(world["config"]), DRIFT_DATABASE_URL=url,
+        DRIFT_HOME=str(world["dir"] / "home"),
+        DRIFT_CONFIG=str(world["config"]),
+        DRIFT_DATABASE_URL=url,
     )
 
     def airflow(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=600)
+        return run_module("airflow", *args, env=env)
 
     migrated = airflow("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
-    outputs = {night: airflow("dags", "test", "drift_nightly__tiny", night.isoformat()) for night in nights}
+    outputs = {
+        night: airflow("dags", "test", "drift_nightly__tiny", night.isoformat()) for night in nights
+    }
 
     engine = create_engine(url)
     with engine.connect() as connection:
         rows = {
             date.fromisoformat(str(night)): (status, error, batch_id)
-            for night, status, error, batch_id in connection.execute(text("select batch_date, status, error, id from batches"))
+            for night, status, error, batch_id in connection.execute(
+                text("select batch_date, status, error, id from batches")
+            )
         }
         alerts = [tuple(r) for r in connection.execute(text("select batch_id, kind from alerts"))]
-        partial = {r[0] for r in connection.execute(text("select batch_id from detector_scores union select batch_id from drift_tests"))}
+        partial = {
+            r[0]
+            for r in connection.execute(
+                text("select batch_id from detector_scores union select batch_id from drift_tests")
+            )
+        }
     engine.dispose()
     for night, case in zip(nights, cases, strict=False):
         output = outputs[night].stdout + outputs[night].stderr
@@ -64,4 +75,6 @@ def test_bad_nights_fail_their_dag_run_in_one_line(world):  # noqa: F811
         assert all(needle in output for needle in case.needles), output[-3000:]
         assert [k for b, k in alerts if b == batch_id] == ["batch_failed"]
         assert batch_id not in partial
-    assert rows[nights[-1]][0] == "succeeded", (outputs[nights[-1]].stdout + outputs[nights[-1]].stderr)[-3000:]
+    assert rows[nights[-1]][0] == "succeeded", (
+        outputs[nights[-1]].stdout + outputs[nights[-1]].stderr
+    )[-3000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from drift.status import EventStatus
+from tests.conftest import run_module
 
 #: a bad value per command where one is meaningful; every command also gets an unknown option
 BAD_VALUES: dict[str, list[str]] = {
@@ -41,13 +42,7 @@ BAD_VALUES: dict[str, list[str]] = {
 
 
 def _drift(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "drift.cli", *args],
-        env=env or os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("drift.cli", *args, env=env, timeout=300)
 
 
 def _listed_commands(*group: str) -> list[str]:

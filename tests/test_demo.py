@@ -53,7 +53,10 @@ def test_demo_finds_every_scripted_shift_and_adapts_the_covariate_one(tmp_path, 
         assert winner.metrics_after["new_domain_accuracy"] == max(
             a.metrics_after["new_domain_accuracy"] for a in passing
         )
-        assert winner.metrics_after["new_domain_accuracy"] > winner.metrics_before["new_domain_accuracy"]
+        assert (
+            winner.metrics_after["new_domain_accuracy"]
+            > winner.metrics_before["new_domain_accuracy"]
+        )
         assert session.get(DriftEvent, covariate).status == "resolved"
         active = [(s, o) for s, o in versions.values() if s == "active"]
         assert active == [("active", f"adapt:{winner.method}:event-{covariate}")]
@@ -70,7 +73,9 @@ def test_demo_adapts_with_ear_and_names_it(tmp_path, monkeypatch):
     monkeypatch.delenv("DRIFT_DATABASE_URL", raising=False)
     monkeypatch.setenv("DRIFT_HOME", str(tmp_path))
     out = io.StringIO()
-    run_demo(Settings(), nights=16, adaptation="ear", console=Console(file=out, width=300))  # to the occlusion
+    run_demo(
+        Settings(), nights=16, adaptation="ear", console=Console(file=out, width=300)
+    )  # to the occlusion
     with session_scope(Settings().db_url) as session:
         (adaptation,) = session.scalars(select(Adaptation))
         assert adaptation.method == "ear" and adaptation.status == "promoted"

@@ -6,8 +6,6 @@ evidence; a file with nothing valid fails. Real pipeline runs, SQLite and Postgr
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import select
+
+from tests.conftest import run_module
 
 NIGHT = date(2026, 11, 5)
 
@@ -60,16 +60,6 @@ def world(
     finally:
         if drop is not None:
             drop()
-
-
-def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "drift.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _n_classes(settings, monitor) -> int:
@@ -127,7 +117,9 @@ def test_drift_feedback_import_reports_and_fails_on_nothing_valid(world, tmp_pat
         ],
         columns=["batch_date", "row_id", "label"],
     ).to_csv(path, index=False)
-    result = _drift(env, "feedback", "import", str(path), "--monitor", "digits_demo")
+    result = run_module(
+        "drift.cli", "feedback", "import", str(path), "--monitor", "digits_demo", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "1 labels imported" in result.stdout
     assert "1 night never run" in result.stdout and "1 unknown row id" in result.stdout
@@ -138,7 +130,9 @@ def test_drift_feedback_import_reports_and_fails_on_nothing_valid(world, tmp_pat
         columns=["batch_date", "row_id", "label"],
     ).to_csv(invalid, index=False)
     before = _labels(settings, monitor)
-    failed = _drift(env, "feedback", "import", str(invalid), "--monitor", "digits_demo")
+    failed = run_module(
+        "drift.cli", "feedback", "import", str(invalid), "--monitor", "digits_demo", env=env
+    )
     assert failed.returncode == 1
     assert failed.stderr.strip() == (
         "error: invalid.csv: no valid labels (1 night never run, 1 unknown row id)"

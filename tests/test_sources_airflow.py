@@ -4,7 +4,6 @@ gives the same per-row scores and summary as the same files on local disk in-pro
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from tests.conftest import run_module
 from tests.test_dags import airflow_env
 from tests.test_sources_real import NIGHT, _row_scores, _split_night, s3_server  # noqa: F401
 
@@ -81,13 +81,7 @@ def test_a_night_in_a_bucket_through_airflow_scores_like_local_files(
     )
 
     def airflow(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return run_module("airflow", *args, env=env)
 
     migrated = airflow("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
