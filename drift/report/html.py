@@ -182,8 +182,8 @@ def _columns_section(data: ReportData, figures: dict[str, bytes]) -> str:
     image = _figure_or_note(figures, "columns", "top drifted columns")
     return (
         f'<p class="muted">Per-column tests on {data.night} (KS for numbers, chi-square for categories; '
-        "p-values Benjamini–Hochberg adjusted across columns; effect size: Wasserstein distance in "
-        "reference standard deviations, or total variation). Columns that drifted tonight come "
+        "p-values Benjamini–Hochberg adjusted across columns; effect size: Wasserstein distance beyond "
+        "chance, in reference standard deviations, or total variation). Columns that drifted tonight come "
         "first, those flagged on few nights of the range before those flagged on most (a standing "
         "difference, not tonight's shift). Histograms use the stored samples, not the raw rows.</p>"
         + table
