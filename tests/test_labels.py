@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from drift import pipeline
 from drift.demo import FIRST_NIGHT
+from drift.pipeline.labelled import MIN_TYPING_LABELS, NOVEL_LABEL_SHARE, type_by_labels
 from drift.store.db import session_scope
 from drift.store.models import DriftEvent
 
@@ -127,3 +129,71 @@ def test_labels_arriving_a_night_late_request_the_adaptation_once(fitted):
     # importing the same labels again requests nothing new
     again = pipeline.import_feedback(settings, monitor, _labels_file(monitor, 16))
     assert again["adaptation_requested"] == []
+
+
+# -- the typing rule itself (docs/methods.md §4 item 5, drift/pipeline/labelled.py) -----------
+
+UNIFORM = np.full(10, 0.1)  # the reference labels' class mix of a 10-class model
+WITH_REFERENCE = {"n_classes": 10, "accuracy_calibration": 0.98, "n_calibration": 300}
+
+
+def _typed(labels, predicted, manifest=WITH_REFERENCE, share=UNIFORM):
+    labels = np.asarray(labels)
+    frame = pd.DataFrame({
+        "batch_date": _night(14), "row_id": [str(i) for i in range(len(labels))],
+        "label": labels, "pred": np.asarray(predicted, dtype=float),
+    })  # fmt: skip
+    shift_type, evidence = type_by_labels(frame, manifest, share)
+    return None if shift_type is None else str(shift_type), evidence
+
+
+def test_labels_type_only_from_30_on_and_semantic_from_5_percent_novel():
+    assert MIN_TYPING_LABELS == 30 and NOVEL_LABEL_SHARE == 0.05
+    novel = np.full(30, 11)  # every label a class the model does not have
+    assert _typed(novel[:29], np.zeros(29))[0] is None
+    assert "29 labels, need 30" in _typed(novel[:29], np.zeros(29))[1]["why"]
+    assert _typed(novel, np.zeros(30))[0] == "semantic"
+
+    known = np.arange(100) % 10  # the reference's class mix, every row predicted right
+    assert _typed(known, known)[0] is None  # nothing moved
+    four, five = known.copy(), known.copy()
+    four[:4], five[:5] = 10, 10
+    shift_type, evidence = _typed(four, known)
+    assert shift_type is None and evidence["n_novel"] == 4
+    shift_type, evidence = _typed(five, known)
+    assert shift_type == "semantic" and evidence["novel_classes"] == [10]
+
+
+def test_labels_type_covariate_on_a_significant_drop_of_at_least_two_points():
+    known = np.arange(2000) % 10
+    reference = {"n_classes": 10, "accuracy_calibration": 0.995, "n_calibration": 10_000}
+
+    def wrong(share: float) -> np.ndarray:
+        predicted = known.copy()
+        predicted[: int(share * len(known))] += 1
+        return predicted % 10
+
+    # 1.5 points below: significant (p < 1e-6), but smaller than the 2-point floor
+    shift_type, evidence = _typed(known, wrong(0.02), reference)
+    assert shift_type is None and evidence["accuracy_drop_p_value"] < 1e-6
+    shift_type, evidence = _typed(known, wrong(0.03), reference)  # 2.5 points below
+    assert shift_type == "covariate" and evidence["accuracy"] == pytest.approx(0.97)
+    # 20 points below on only 100 labels: significant too
+    twenty_wrong = (known[:100] + (np.arange(100) < 20)) % 10
+    assert _typed(known[:100], twenty_wrong, reference)[0] == "covariate"
+
+
+def test_without_a_reference_accuracy_labels_type_semantic_and_prior_not_covariate():
+    """Calibration on production nights: no reference accuracy, so no covariate by labels."""
+    no_reference = {"n_classes": 10, "accuracy_calibration": None, "n_calibration": None}
+    known = np.arange(100) % 10
+    half_wrong = (known + (np.arange(100) % 2)) % 10  # accuracy 0.5
+    assert _typed(known, half_wrong)[0] == "covariate"
+    shift_type, evidence = _typed(known, half_wrong, no_reference)
+    assert shift_type is None and evidence["accuracy_drop_p_value"] is None
+    two_classes = np.arange(100) % 2  # the true class mix moved to classes 0 and 1
+    shift_type, evidence = _typed(two_classes, two_classes, no_reference)
+    assert shift_type == "prior" and evidence["class_mix_shift"] == pytest.approx(0.8)
+    novel = known.copy()
+    novel[:10] = 12
+    assert _typed(novel, known, no_reference)[0] == "semantic"
