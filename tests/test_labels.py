@@ -197,3 +197,32 @@ def test_without_a_reference_accuracy_labels_type_semantic_and_prior_not_covaria
     novel = known.copy()
     novel[:10] = 12
     assert _typed(novel, known, no_reference)[0] == "semantic"
+
+
+def test_landed_labels_files_csv_and_parquet_of_the_days_partition_are_imported(
+    drift_env, demo_monitor, sqlite_url, tmp_path
+):
+    """The drift_feedback DAG's import step (dags/drift_feedback.py): every CSV or parquet
+    file under ``adaptation.feedback_landing/<partition of the day>``, nothing else; no
+    landing configured: nothing to do."""
+    settings = drift_env(sqlite_url)
+    pipeline.fit_monitor(settings, demo_monitor)
+    assert pipeline.import_landed_feedback(settings, demo_monitor, _night(8)) == []  # no landing
+    pipeline.run_night(settings, demo_monitor, _night(7))
+    labels = pd.read_csv(_labels_file(demo_monitor, 7))
+    landing = tmp_path / "landing"
+    day = landing / demo_monitor.source.partition.format(date=_night(8))
+    day.mkdir(parents=True)
+    half = len(labels) // 2
+    labels[:half].to_csv(day / "a.csv", index=False)
+    labels[half:].to_parquet(day / "b.parquet", index=False)
+    (day / "notes.txt").write_text("batch_date,row_id,label\nnot,a,labels file\n")
+    other_day = landing / demo_monitor.source.partition.format(date=_night(9))
+    other_day.mkdir()
+    labels.to_csv(other_day / "c.csv", index=False)
+    monitor = demo_monitor.model_copy(
+        update={"adaptation": demo_monitor.adaptation.model_copy(update={"feedback_landing": landing})}
+    )
+    imports = pipeline.import_landed_feedback(settings, monitor, _night(8))
+    assert [i["imported"] for i in imports] == [half, len(labels) - half]
+    assert all(not i["rejected"] for i in imports)
