@@ -233,7 +233,17 @@ def test_a_stream_with_labels_one_night_late(drift_env, demo_monitor, demo_world
         view = conn.execute(
             text("SELECT batch_date, method FROM v_daily_performance WHERE method = 'realized'")
         ).all()
+        # the columns README's "Dashboards" promises: monitor, night, method, accuracy with its
+        # 95% band, rows, reference accuracy (and the night's verdict)
+        columns = conn.execute(
+            text(
+                "SELECT monitor, batch_date, method, accuracy, accuracy_low, accuracy_high, n_rows,"
+                " reference_accuracy, verdict FROM v_daily_performance WHERE method = 'cbpe'"
+            )
+        ).all()
     assert len(view) == len(NIGHTS)
+    assert {(c.monitor, c.n_rows) for c in columns} == {("digits_demo", 600)} and len(columns) == len(NIGHTS)
+    assert all(c.accuracy_low <= c.accuracy <= c.accuracy_high and c.verdict for c in columns)
 
     # a night run again keeps its realized accuracy (labels already in)
     pipeline.run_night(settings, demo_monitor, NIGHTS[0])
