@@ -226,3 +226,43 @@ def test_landed_labels_files_csv_and_parquet_of_the_days_partition_are_imported(
     imports = pipeline.import_landed_feedback(settings, monitor, _night(8))
     assert [i["imported"] for i in imports] == [half, len(labels) - half]
     assert all(not i["rejected"] for i in imports)
+
+
+
+def test_an_emission_that_fails_leaves_the_request_pending(drift_env, demo_monitor, sqlite_url):
+    """take_adaptation_request's docstring: ``emit`` gets the Asset event's extra (``event_id``,
+    ``shift_type``, ``n_labelled``, ``reason``) before the request is marked emitted; if it
+    raises, the request stays pending (tests/test_airflow_api.py: the same through a dead
+    API, in minutes)."""
+    from drift import events
+    from drift.gate import GateDecision
+    from drift.store import repo
+    from drift.store.db import upgrade
+    from drift.store.models import Batch
+
+    settings = drift_env(sqlite_url)
+    upgrade(settings.db_url)
+    confirm = GateDecision("confirm", True, {"quiet_nights": 0}, "covariate", {}, [])
+    with session_scope(settings.db_url) as session:
+        monitor_id = repo.ensure_monitor(session, demo_monitor.name).id
+        batch = Batch(monitor_id=monitor_id, batch_date=_night(14))
+        session.add(batch)
+        session.flush()
+        event = events.record_decision(session, monitor_id, batch, confirm)
+        # what import_feedback records once the event has min_labels labelled rows
+        event.evidence = {**event.evidence, "adaptation_request": {"n_labelled": 250, "emitted": False}}
+        event_id = event.id
+
+    def refuse(extra: dict) -> None:
+        raise RuntimeError(f"Airflow said no to event {extra['event_id']}")
+
+    with pytest.raises(RuntimeError, match=f"event {event_id}"):
+        pipeline.take_adaptation_request(settings, demo_monitor, emit=refuse)
+    assert _event(settings, event_id).evidence["adaptation_request"]["emitted"] is False
+    emitted: list[dict] = []
+    request = pipeline.take_adaptation_request(settings, demo_monitor, emit=emitted.append)
+    assert request == emitted[0] == {
+        "event_id": event_id, "shift_type": "covariate", "n_labelled": 250, "reason": "feedback labels arrived",
+    }  # fmt: skip
+    assert _event(settings, event_id).evidence["adaptation_request"]["emitted"] is True
+    assert pipeline.take_adaptation_request(settings, demo_monitor) is None
