@@ -191,3 +191,29 @@ def test_fit_of_a_torchscript_model_says_adaptation_is_off_and_how_to_fix_it(tmp
         "adaptation is off: a torchscript model cannot be trained again - "
         "export the model with torch.export (format: export) or give an entrypoint"
     )
+
+
+def test_mol_is_a_candidate_only_with_a_meta_initialisation_of_the_active_model(world):
+    """README "How a shift is adapted": ``auto`` trains every applicable method, ``mol`` once
+    a meta-initialisation exists; docs/methods.md §5: without one an explicit ``mol``
+    fine-tunes the deployed model (recorded as ``finetune``)."""
+    from safetensors.torch import save_file
+
+    from drift.adapt.mol import WEIGHTS_FILE
+    from drift.pipeline.candidates import applicable_methods
+
+    settings, monitor = world
+    pipeline.fit_monitor(settings, monitor)
+    _, _, active = pipeline.active_fitted(settings, monitor)
+
+    def methods(method: str) -> list[str]:
+        return applicable_methods(settings, _with_adaptation(monitor, method=method), active)
+
+    assert [methods(m) for m in ("auto", "mol", "ear", "finetune")] == [
+        ["finetune", "ear"], ["finetune"], ["ear"], ["finetune"],
+    ]  # fmt: skip
+    pipeline.meta_train(settings, _with_adaptation(monitor, meta_iterations=2))
+    assert methods("auto") == ["finetune", "mol", "ear"] and methods("mol") == ["mol"]
+    # a meta-initialisation of another architecture (e.g. from before a model change) does not fit
+    save_file({"weight": torch.zeros(3, 2)}, str(pipeline.meta_dir(settings, monitor) / WEIGHTS_FILE))
+    assert methods("auto") == ["finetune", "ear"] and methods("mol") == ["finetune"]

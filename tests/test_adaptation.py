@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -125,10 +126,21 @@ def test_a_candidate_that_regresses_the_old_domain_is_rejected(fitted):
     assert versions == {1: "active", 2: "rejected"} and event_status == "confirmed"
     assert adaptation.status == "rejected" and "regresses on the old domain" in adaptation.reason
     # the deployed version keeps scoring; the shift stays confirmed, to be retried with more labels
+    trained_on = pd.read_parquet(pipeline.meta_tasks_dir(settings, monitor) / f"event-{event_id}.parquet")
+    assert _run(settings, monitor, 17, 17)[0]["event_id"] == event_id  # the last occluded night
     pipeline.run_night(settings, monitor, NEXT_QUIET_NIGHT)
     assert _scoring_version(settings, NEXT_QUIET_NIGHT) == 1
     again = pipeline.adapt_for_event(settings, monitor, event_id)
     assert again["version"] == 3 and not again["promoted"]
+    # docs/methods.md §5: rows are split by a hash of their values, so the retry (with night
+    # 17's labels too) never validates on a row the first attempt trained on
+    validated = pd.read_parquet(pipeline.adapt_dir(settings, monitor, event_id) / "validation.parquet")
+    retrained = pd.read_parquet(pipeline.meta_tasks_dir(settings, monitor) / f"event-{event_id}.parquet")
+    columns = monitor.source.input_columns
+    assert len(retrained) > len(trained_on)  # more labelled rows this time
+    assert validated[columns].merge(trained_on[columns]).empty
+    still = trained_on[columns].merge(retrained[columns].drop_duplicates())
+    assert len(still) == len(trained_on)  # and every row trained on before is trained on again
 
 
 def test_adaptation_without_enough_labels_is_skipped(fitted):

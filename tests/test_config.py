@@ -162,3 +162,24 @@ def test_a_detector_without_what_it_needs_fails_at_load(tmp_path, detector, mess
     ).replace("path: ref/fraud.parquet", "path: ref/fraud.parquet, label_column: label")
     (monitor,) = load_monitors(write(tmp_path, fixed))
     assert monitor.detectors[0].name == detector
+
+
+def test_defaults_are_the_documented_ones(tmp_path):
+    """The values README's config example and docs/methods.md's [brackets] give for a key
+    left out: adaptation (README "Point it at your own model"), the gate's rules (§3.7, §4.1)."""
+    exported = VALID.replace("format: torchscript, path: models/fraud.ts", "format: export, path: m.pt2")
+    (monitor,) = load_monitors(write(tmp_path, exported))
+    adaptation = monitor.adaptation
+    assert (adaptation.method, adaptation.min_labels, adaptation.ear_max_params) == ("auto", 50, 50_000)
+    assert adaptation.meta_shift == "drift.adapt.shifts:gaussian_noise"
+    assert (adaptation.meta_iterations, adaptation.inner_steps, adaptation.inner_lr) == (150, 5, 0.02)
+    assert adaptation.max_old_domain_drop == 0.02
+    assert adaptation.feedback_landing is None  # no drift_feedback imports until it is set
+    gate = monitor.gate
+    assert gate.max_accuracy_drop == 0.05
+    assert (gate.min_excess_rate, gate.min_deficit_rate, gate.step_z) == (0.01, 0.03, 4.0)
+    assert (gate.recent_lag, gate.gradual_r, gate.gradual_w) == (7, 7, 14)
+    assert gate.input_events is True and gate.input_share == 0.25
+    # §4.1 item 4: the budget split at these defaults
+    assert gate.persistence_false_rate() == pytest.approx(3e-4)
+    assert gate.input_level() == pytest.approx(6.8e-4, abs=0.05e-4)

@@ -156,3 +156,24 @@ def test_gate_decisions_end_to_end(db_url: str) -> None:
     with Session(monitor.engine) as session:
         (event,) = list_events(session, monitor="digits")
         assert event.status == "confirmed" and event.confirmed_on == START + timedelta(3)
+
+
+def test_an_events_type_is_what_its_nights_agree_on_until_labels_fix_it(db_url: str) -> None:
+    """docs/methods.md §4 item 5: an event's type is the type its nights agree on, ``unknown``
+    when they disagree; once feedback labels fixed it, later nights no longer change it."""
+    monitor = Monitor(db_url)
+    event_id = monitor.night(0, decision("warn", shift_type="covariate"))
+    monitor.night(1, decision("confirm", shift_type=None))  # an untyped night agrees with any
+    with Session(monitor.engine) as session:
+        assert session.get(DriftEvent, event_id).shift_type == "covariate"
+    assert monitor.night(2, decision("warn", shift_type="prior")) == event_id
+    with Session(monitor.engine) as session, session.begin():
+        event = session.get(DriftEvent, event_id)
+        assert event.shift_type == "unknown"  # covariate one night, prior the next: no type
+        # what drift.pipeline.labelled records when labels type the event
+        event.shift_type = "semantic"
+        event.evidence = {**event.evidence, "type_changes": [{"from": "unknown", "to": "semantic"}]}
+    monitor.night(3, decision("warn", shift_type="covariate"))
+    monitor.night(1, decision("confirm", shift_type="prior"))  # a night re-decided, too
+    with Session(monitor.engine) as session:
+        assert session.get(DriftEvent, event_id).shift_type == "semantic"

@@ -53,6 +53,36 @@ def test_advisory_events_live_beside_shift_events_and_expire_on_their_own(db_url
         ]
 
 
+def test_advisory_events_do_not_block_recalibrating_their_nights(db_url: str) -> None:
+    """docs/methods.md §4.1: input and gradual warnings "do not block `drift recalibrate` on
+    their nights" (re-baselining is what they advise); a shift warning does."""
+    from drift.config import CalibrationWindow
+    from drift.pipeline.calibration_window import event_conflict
+
+    upgrade(db_url)
+    window = CalibrationWindow(start=date(2026, 1, 1), end=date(2026, 1, 4))
+    with Session(get_engine(db_url)) as session:
+        monitor = MonitoredModel(name="m")
+        session.add(monitor)
+        session.flush()
+        for day, kind in ((1, "input"), (2, "gradual")):
+            batch = Batch(monitor_id=monitor.id, batch_date=date(2026, 1, day))
+            session.add(batch)
+            session.flush()
+            events.record_decision(
+                session, monitor.id, batch, decision("warn", kind, advisory_quiet_nights=0)
+            )
+        (advisory,) = session.scalars(select(DriftEvent)).all()
+        assert advisory.kind == "gradual" and advisory.status == "warning"
+        assert event_conflict(session, monitor.id, window) is None
+        batch = Batch(monitor_id=monitor.id, batch_date=date(2026, 1, 3))
+        session.add(batch)
+        session.flush()
+        shift = events.record_decision(session, monitor.id, batch, decision("warn", "shift"))
+        assert shift is not None and shift.kind == "shift"
+        assert f"overlap drift event #{shift.id} (warning" in event_conflict(session, monitor.id, window)
+
+
 @pytest.fixture
 def fitted(drift_env, demo_monitor, db_url):
     settings = drift_env(db_url)

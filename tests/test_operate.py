@@ -111,6 +111,8 @@ def test_event_commands_act_on_the_events_monitor(drift, db_url):
         (attempt,) = session.scalars(select(Adaptation))
         assert attempt.event_id == b_event and attempt.monitor_id == repo.get_monitor_row(session, "digits_b").id
         assert attempt.status == "failed" and attempt.reason.startswith("collect_adaptation_data: ")
+        # docs/architecture.md: failed before its candidates, the attempt is recorded under the policy
+        assert attempt.method == "auto"
     assert _event(db_url, a_event).status == "warning"
 
     # a --monitor that disagrees, an unknown event: one line, nothing changes

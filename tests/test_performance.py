@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -232,7 +233,17 @@ def test_a_stream_with_labels_one_night_late(drift_env, demo_monitor, demo_world
         view = conn.execute(
             text("SELECT batch_date, method FROM v_daily_performance WHERE method = 'realized'")
         ).all()
+        # the columns README's "Dashboards" promises: monitor, night, method, accuracy with its
+        # 95% band, rows, reference accuracy (and the night's verdict)
+        columns = conn.execute(
+            text(
+                "SELECT monitor, batch_date, method, accuracy, accuracy_low, accuracy_high, n_rows,"
+                " reference_accuracy, verdict FROM v_daily_performance WHERE method = 'cbpe'"
+            )
+        ).all()
     assert len(view) == len(NIGHTS)
+    assert {(c.monitor, c.n_rows) for c in columns} == {("digits_demo", 600)} and len(columns) == len(NIGHTS)
+    assert all(c.accuracy_low <= c.accuracy <= c.accuracy_high and c.verdict for c in columns)
 
     # a night run again keeps its realized accuracy (labels already in)
     pipeline.run_night(settings, demo_monitor, NIGHTS[0])
@@ -256,7 +267,29 @@ def test_without_labelled_calibration_rows_the_estimators_are_skipped(
     )
     fit = pipeline.fit_monitor(settings, unlabelled)
     assert fit["performance"].startswith("performance estimators skipped: the calibration rows")
+    assert "\n" not in fit["performance"]  # one line, printed by `drift fit`
+    assert not (Path(fit["path"]) / "performance.json").exists()
     pipeline.run_night(settings, unlabelled, NIGHTS[0])
     with session_scope(settings.db_url) as session:
         assert session.query(NightPerformance).count() == 0
         assert session.query(DriftTest).filter(DriftTest.test == "accuracy_drop").count() == 0
+
+
+def test_fit_stores_the_estimators_as_json_beside_the_detectors(drift_env, demo_monitor, sqlite_url) -> None:
+    """drift/pipeline/performance.py: ``performance.json`` in the version folder (JSON, no
+    pickle), read back into the estimators that score the nights."""
+    from drift.pipeline.performance import load_estimators
+
+    settings = drift_env(sqlite_url)
+    fit = pipeline.fit_monitor(settings, demo_monitor)
+    folder = Path(fit["path"])
+    state = json.loads((folder / "performance.json").read_text())
+    assert sorted(state) == ["atc", "cbpe"]
+    estimators = load_estimators(folder)
+    assert {name: type(e) for name, e in estimators.items()} == {"cbpe": CBPE, "atc": ATC}
+    assert estimators["cbpe"].reference_accuracy_ == pytest.approx(fit["accuracy_calibration"])
+    assert "\n" not in fit["performance"]
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib")]
+    # no file of the version opens with a pickle's protocol header (0x80 then the protocol)
+    assert not [p for p in files if p.read_bytes()[:1] == b"\x80"]
