@@ -4,10 +4,13 @@ Airflow api-server's REST API (`DRIFT_AIRFLOW_API_URL`), with no DAG run in betw
 In-process, the occluded-digits nights 12-16 of the demo world run with each night's
 labels imported the next day; the covariate event confirmed on night 14 then waits for
 labels (fewer than `min_labels`). Airflow: a SQLite metadata database with the DAGs
-serialized (unpaused), and `airflow api-server` (one worker, all users admins). The test
-imports night 16's labels with the `drift` command and checks the Asset event and the
-queued adaptation run in Airflow's database; then, with the api-server gone, that a
-failed emission leaves the request pending (one-line error, exit 1).
+serialized (unpaused), and `airflow api-server` (one worker) with the simple auth manager's
+real login: one user, `drift`, whose password is in its passwords file. The test imports
+night 16's labels with the `drift` command, logging in with the username and a named
+password variable, and checks the Asset event and the queued adaptation run in Airflow's
+database; then, with no server listening, that a failed emission leaves the request pending
+(one-line error, exit 1); then a token used as given, and a wrong password or no credentials
+refused in one line that carries no secret.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ from tests.test_dags import airflow_env
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 ADAPT_DAG_ID = "drift_adapt__digits_demo"
+SECRET = "s3cret-pa55"
+#: the login as README documents it: a username and the variable that holds the password
+LOGIN = {
+    "DRIFT_AIRFLOW_USERNAME": "drift",
+    "DRIFT_AIRFLOW_PASSWORD_ENV": "MY_AIRFLOW_PASSWORD",
+    "MY_AIRFLOW_PASSWORD": SECRET,
+}
 
 
 def _free_port() -> int:
@@ -69,13 +79,18 @@ def world(demo_world: Path, tmp_path_factory: pytest.TempPathFactory):
     event_id = event_waiting_for_labels(settings, monitor, feedback)
 
     home, port = root / "airflow", _free_port()
+    passwords = root / "passwords.json"
+    passwords.write_text(json.dumps({"drift": SECRET}))
     env = airflow_env(
         home,
         DRIFT_HOME=str(root / "drift"),
         DRIFT_CONFIG=str(config),
         DRIFT_DATABASE_URL=drift_url,
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        # a real login: one user whose password is in the file the auth manager reads
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="drift:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
     )
     prepare_airflow(env)
     log = root / "api-server.log"
@@ -114,7 +129,7 @@ def test_feedback_import_emits_the_asset_event_through_the_rest_api(world):
         str(labels),
         "--monitor",
         "digits_demo",
-        env={**env, "DRIFT_AIRFLOW_API_URL": url},
+        env={**env, **LOGIN, "DRIFT_AIRFLOW_API_URL": url},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"event {event_id}: enough labelled rows - adaptation requested" in done.stdout
@@ -171,3 +186,34 @@ def test_a_failed_emission_leaves_the_request_pending(world):
     # what the drift_feedback DAG's publish task then takes (and emits as its outlet)
     assert pipeline.take_adaptation_request(settings, monitor)["event_id"] == event_id
     assert _request(settings, event_id)["emitted"] is True
+
+
+def test_a_token_is_used_as_given_and_a_refused_login_is_one_line_without_the_secret(world):
+    """Runs last: it adds Asset events of its own."""
+    from drift.airflow_api import AirflowApi, AirflowApiError, confirmed_shift_uri
+
+    _, _, _, home, url, _, _, _ = world
+    uri = confirmed_shift_uri("digits_demo")
+    token = AirflowApi(url, username="drift", password=SECRET)._token()
+    event_id = AirflowApi(url, token=token).emit_asset_event(uri, {"probe": "token"})
+    with sqlite3.connect(home / "airflow.db") as conn:
+        (extra,) = conn.execute("SELECT extra FROM asset_event WHERE id = ?", (event_id,)).fetchone()
+    assert json.loads(extra)["probe"] == "token"  # Airflow adds from_rest_api
+
+    for client, status in (
+        (AirflowApi(url, username="drift", password=SECRET + "-wrong"), "HTTP 401"),
+        (AirflowApi(url), "HTTP 403"),  # no credentials: GET /auth/token needs all-admins mode
+    ):
+        with pytest.raises(AirflowApiError) as refused:
+            client.emit_asset_event(uri, {"probe": "refused"})
+        message = str(refused.value)
+        assert status in message and "/auth/token" in message
+        assert "\n" not in message and SECRET not in message
+
+
+def test_without_an_api_url_there_is_no_client(monkeypatch: pytest.MonkeyPatch):
+    from drift.airflow_api import from_env
+
+    monkeypatch.delenv("DRIFT_AIRFLOW_API_URL", raising=False)
+    monkeypatch.setenv("DRIFT_AIRFLOW_API_TOKEN", "given")
+    assert from_env() is None
