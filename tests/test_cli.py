@@ -75,6 +75,7 @@ def test_day_to_day_commands(drift, demo_world, tmp_path):
 
     events = [json.loads(line) for line in drift("events", "--json", "--status", "confirmed").stdout.splitlines()]
     assert len(events) == 1 and events[0]["monitor"] == "digits_demo" and events[0]["first_seen"] == "2026-11-07"
+    assert events[0]["kind"] == "shift"
     assert drift("events", "--json", "--status", "resolved").stdout == ""
     assert drift("events", "--json", "--since", "2026-11-09").stdout == ""
 

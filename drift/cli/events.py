@@ -61,12 +61,14 @@ def events(
             sys.stdout.write(json.dumps(record, default=str) + "\n")
         return
     table = Table(title="drift events")
-    for column in ("id", "monitor", "status", "shift", "first seen", "confirmed", "last seen"):
+    # kind first: an advisory input or gradual warning is never confirmed nor adapted
+    for column in ("id", "monitor", "kind", "status", "shift", "first seen", "confirmed", "last seen"):
         table.add_column(column)
     for r in records:
         table.add_row(
             str(r["id"]),
             r["monitor"],
+            r["kind"],
             r["status"],
             r["shift_type"] or "-",
             r["first_seen"],
@@ -80,6 +82,7 @@ def _event_record(event) -> dict:  # noqa: ANN001
     return {
         "id": event.id,
         "monitor": event.monitor.name,
+        "kind": event.kind,
         "status": event.status,
         "shift_type": event.shift_type,
         "first_seen": event.first_seen.isoformat(),
