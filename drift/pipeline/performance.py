@@ -32,9 +32,9 @@ from drift.performance import (
     PerformanceEstimator,
     load_estimator,
     realized_performance,
+    reference_accuracy,
 )
 from drift.pipeline.artifacts import load_fitted, scores_dir
-from drift.pipeline.results import Manifest
 from drift.store import repo
 from drift.store.models import Batch, FeedbackLabel, ModelVersion, NightPerformance
 
@@ -167,7 +167,7 @@ def record_realized(
     if labelled.empty:
         return None
     fitted = load_fitted(version.artifact_path)
-    estimators = load_estimators(fitted.path)
+    reference = reference_accuracy(fitted.manifest)
     realized = realized_performance(
         labelled["label"].to_numpy(),
         predicted.loc[labelled["row_id"]].to_numpy(),
@@ -179,19 +179,11 @@ def record_realized(
         "accuracy_low": realized.accuracy_low,
         "accuracy_high": realized.accuracy_high,
         "n_rows": realized.n_labelled,
-        "reference_accuracy": _reference_accuracy(fitted.manifest, estimators),
+        "reference_accuracy": None if reference is None else reference.accuracy,
         "details": {"recall": realized.recall, "macro_f1": realized.macro_f1},
     }
     save_performance(session, batch.id, [row])
     return row
-
-
-def _reference_accuracy(
-    manifest: Manifest, estimators: dict[str, PerformanceEstimator]
-) -> float | None:
-    if estimators:
-        return next(iter(estimators.values())).reference_accuracy_
-    return manifest.get("accuracy_calibration")
 
 
 def refresh_realized(
