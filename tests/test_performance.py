@@ -275,6 +275,18 @@ def test_without_labelled_calibration_rows_the_estimators_are_skipped(
         assert session.query(DriftTest).filter(DriftTest.test == "accuracy_drop").count() == 0
 
 
+def test_a_model_without_logits_skips_the_estimators_in_one_line(tmp_path) -> None:
+    """Precomputed features without logit columns: no confidence, so nothing to fit."""
+    from drift.batch import FeatureBatch
+    from drift.pipeline.performance import fit_estimators
+
+    rng = np.random.default_rng(0)
+    rows = FeatureBatch(rng.normal(size=(50, 4)), logits=None, labels=rng.integers(0, 3, 50))
+    note = fit_estimators(tmp_path, rows, "file calibration.parquet")
+    assert note == "performance estimators skipped: the model has no logits"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_stores_the_estimators_as_json_beside_the_detectors(drift_env, demo_monitor, sqlite_url) -> None:
     """drift/pipeline/performance.py: ``performance.json`` in the version folder (JSON, no
     pickle), read back into the estimators that score the nights."""
