@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -50,6 +51,9 @@ from drift.demo import (
 from drift.embed import Embedder
 from drift.pipeline.candidates import EAR_STATE
 from drift.store.db import upgrade
+
+# the monitor's meta_shift names "benchmarks.adapt_stream:seen_corruptions": importable from the repo root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 POLICIES = ("none", "finetune", "mol", "ear", "auto")
 SHIFTS = (("rotation", 4), ("occlusion", 4), ("blur", 5))
