@@ -237,7 +237,10 @@ def run_policy(
         }
         result["ear_accuracy_after_each_domain"] = ear_history
         result["ear_max_loss_of_earlier_domain"] = max(
-            (ear_history[j][d] - later[d] for j in range(len(ear_history)) for later in ear_history[j + 1 :] for d in ear_history[j]),
+            # a domain can leave EAR's state (auto promoted another method; a new state starts
+            # around that model): only domains present before and after count as a loss
+            (ear_history[j][d] - later[d] for j in range(len(ear_history)) for later in ear_history[j + 1 :]
+             for d in ear_history[j] if d in later),
             default=0.0,
         )
     shutil.rmtree(home, ignore_errors=True)
